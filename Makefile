@@ -1,0 +1,47 @@
+# make run   – set up .venv and start the server on the embedded local backend
+# make test  – set up .venv (with test tools) and run the tests in a loopback-only network namespace
+# make bench – run the relay benchmark (see docs/performance.md)
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# Root can make a network namespace directly; other users map themselves to root in a user namespace.
+NETNS  := $(if $(filter 0,$(shell id -u)),unshare -n,unshare -rn)
+SYSTEM_PACKAGES := espeak-ng chromium iproute2
+
+.PHONY: run test lint bench system-deps clean
+
+run: $(VENV)/.installed-run
+	$(BIN)/voice-relay serve
+
+test: $(VENV)/.installed-dev system-deps
+	$(NETNS) sh -c 'ip link set lo up && exec $(BIN)/pytest $(PYTEST_ARGS)'
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check relay web tests benchmarks
+	$(BIN)/mypy
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed-run: pyproject.toml $(VENV)/bin/python
+	$(BIN)/pip install -q -e ".[assistant]"
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/bin/python
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@ $(VENV)/.installed-run
+
+# Tests need espeak-ng (test speech), Chromium (browser tests) and iproute2 (loopback namespace).
+system-deps:
+	@missing=""; \
+	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v ip >/dev/null || missing="$$missing iproute2"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q $$missing; \
+	  else echo "please install:$$missing (apt-get install$$missing)"; exit 1; fi; \
+	fi
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

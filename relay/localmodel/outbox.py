@@ -1,0 +1,63 @@
+"""Serialised, awaited sends of server events on one channel."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from .channel import MessageChannel
+from .protocol import Dialect, IdFactory, JsonObject, encode, event_name
+
+logger = logging.getLogger(__name__)
+
+
+class ChannelClosed(Exception):
+    """The peer is gone: a send failed, so the session ends."""
+
+
+class Outbox:
+    """Sends events in call order, one at a time; each send is awaited (backpressure)."""
+
+    def __init__(self, channel: MessageChannel, ids: IdFactory) -> None:
+        self._channel = channel
+        self._ids = ids
+        self._lock = asyncio.Lock()
+        self._closed = False
+        self.dialect = Dialect.BETA
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def new_event_id(self) -> str:
+        return self._ids.new("event")
+
+    async def emit(self, beta_name: str, fields: JsonObject, *, shield: bool = False) -> None:
+        """Sends one event under the connection's dialect name (skipped if it has none).
+
+        With `shield`, cancelling the caller never cuts a send short: the message still goes
+        out, in order, and the caller sees CancelledError afterwards.
+        """
+        name = event_name(self.dialect, beta_name)
+        if name is None:
+            return
+        await self.send_text(
+            encode({"type": name, "event_id": self.new_event_id(), **fields}), shield
+        )
+
+    async def send_text(self, text: str, shield: bool = False) -> None:
+        sent = await (asyncio.shield(self._send(text)) if shield else self._send(text))
+        if not sent:
+            raise ChannelClosed
+
+    async def _send(self, text: str) -> bool:
+        if self._closed:
+            return False
+        async with self._lock:
+            try:
+                await self._channel.send(text)
+            except Exception as exc:  # any transport's "connection closed"
+                logger.debug("Outbox: send failed (%s), closing", type(exc).__name__)
+                self._closed = True
+                return False
+        return True

@@ -1,0 +1,204 @@
+"""One model response: streams a model's parts as protocol events, and closes it on cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections.abc import AsyncIterator
+
+from .conversation import ContentPart, Conversation, ConversationItem
+from .models import (
+    AudioChunk,
+    InputTranscript,
+    LocalModel,
+    ModelRequest,
+    ResponsePart,
+    TranscriptDelta,
+)
+from .outbox import ChannelClosed, Outbox
+from .protocol import JsonObject
+
+logger = logging.getLogger(__name__)
+
+
+class ActiveResponse:
+    """A response from response.created to response.done.
+
+    `run()` is the body of the response task. Whoever stops that task (client cancel, barge-in,
+    disconnect) awaits it and then calls `finish()`, which sends whatever closing events the
+    task had not sent yet, so the client always sees a complete, well-ordered response.
+    """
+
+    def __init__(
+        self,
+        *,
+        response_id: str,
+        item: ConversationItem,
+        outbox: Outbox,
+        conversation: Conversation,
+        model: LocalModel,
+        request: ModelRequest,
+    ) -> None:
+        self.id = response_id
+        self.item = item
+        self.finished = False
+        self.task: asyncio.Task[None] | None = None
+        self._out = outbox
+        self._conversation = conversation
+        self._model = model
+        self._request = request
+        self._audio = "audio" in request.modalities
+        self._sent: set[str] = set()
+        self._transcript: list[str] = []
+
+    @property
+    def part(self) -> ContentPart:
+        return self.item.content[0]
+
+    @property
+    def active(self) -> bool:
+        return not self.finished and self.task is not None and not self.task.done()
+
+    async def run(self) -> None:
+        try:
+            await self._open()
+            stream = self._model.respond(self._request)
+            try:
+                async for part in stream:
+                    await self._send_part(part)
+            finally:
+                await _close_stream(stream)
+            await self.finish("completed")
+        except ChannelClosed:
+            logger.debug("Response(%s): channel closed", self.id)
+        except Exception:
+            logger.exception("Response(%s): model failed", self.id)
+            try:
+                await self.finish("failed", error="The local model failed while responding.")
+            except ChannelClosed:
+                logger.debug("Response(%s): channel closed", self.id)
+
+    async def finish(
+        self, status: str, reason: str | None = None, *, error: str | None = None
+    ) -> None:
+        """Sends the remaining closing events; `status` is completed, cancelled or failed."""
+        if "response.created" not in self._sent:
+            await self._open_response()
+        self.item.status = "completed" if status == "completed" else "incomplete"
+        ids = self._ids()
+        text = "".join(self._transcript)
+        if "response.content_part.added" in self._sent:
+            if self._audio:
+                await self._once("response.audio.done", ids)
+                await self._once("response.audio_transcript.done", {**ids, "transcript": text})
+            else:
+                await self._once("response.text.done", {**ids, "text": text})
+            await self._once("response.content_part.done", {**ids, "part": self._part_json()})
+        if "response.output_item.added" in self._sent:
+            item = {"response_id": self.id, "output_index": 0, "item": self._item_json()}
+            await self._once("response.output_item.done", item)
+            await self._once("conversation.item.done", {"item": self._item_json()})
+        details: JsonObject | None = None
+        if status == "cancelled":
+            details = {"type": "cancelled", "reason": reason}
+        elif status == "failed":
+            details = {"type": "failed", "error": {"type": "server_error", "message": error}}
+        self.finished = True
+        output = [self._item_json()] if "response.output_item.added" in self._sent else []
+        await self._once(
+            "response.done", {"response": self._response_json(status, details, output)}
+        )
+
+    async def _open(self) -> None:
+        await self._open_response()
+        previous = self._conversation.add(self.item)
+        item = self._item_json()
+        await self._once(
+            "response.output_item.added", {"response_id": self.id, "output_index": 0, "item": item}
+        )
+        await self._once("conversation.item.created", {"previous_item_id": previous, "item": item})
+        await self._once("response.content_part.added", {**self._ids(), "part": self._part_json()})
+
+    async def _open_response(self) -> None:
+        await self._once("response.created", {"response": self._response_json("in_progress")})
+
+    async def _send_part(self, part: ResponsePart) -> None:
+        if isinstance(part, AudioChunk):
+            if not self._audio or not part.pcm:
+                return
+            self.part.audio_bytes += len(part.pcm)
+            delta = base64.b64encode(part.pcm).decode("ascii")
+            await self._out.emit(
+                "response.audio.delta", {**self._ids(), "delta": delta}, shield=True
+            )
+        elif isinstance(part, TranscriptDelta):
+            self._transcript.append(part.text)
+            if self._audio:
+                self.part.transcript = (self.part.transcript or "") + part.text
+                name = "response.audio_transcript.delta"
+            else:
+                self.part.text = (self.part.text or "") + part.text
+                name = "response.text.delta"
+            await self._out.emit(name, {**self._ids(), "delta": part.text}, shield=True)
+        else:
+            await self._send_input_transcript(part)
+
+    async def _send_input_transcript(self, part: InputTranscript) -> None:
+        turn = self._request.turn
+        if turn is None or not self._conversation.contains(turn.item_id):
+            return
+        item = self._conversation.get(turn.item_id)
+        for index, content in enumerate(item.content):
+            if content.type == "input_audio":
+                content.transcript = part.text
+                fields = {"item_id": item.id, "content_index": index, "transcript": part.text}
+                await self._out.emit(
+                    "conversation.item.input_audio_transcription.completed", fields, shield=True
+                )
+                return
+
+    async def _once(self, beta_name: str, fields: JsonObject) -> None:
+        # Marked before sending: a shielded send completes even if this task is cancelled.
+        if beta_name in self._sent:
+            return
+        self._sent.add(beta_name)
+        await self._out.emit(beta_name, fields, shield=True)
+
+    def _ids(self) -> JsonObject:
+        return {
+            "response_id": self.id,
+            "item_id": self.item.id,
+            "output_index": 0,
+            "content_index": 0,
+        }
+
+    def _part_json(self) -> JsonObject:
+        return self.part.to_json(self._out.dialect)
+
+    def _item_json(self) -> JsonObject:
+        return self.item.to_json(self._out.dialect)
+
+    def _response_json(
+        self,
+        status: str,
+        details: JsonObject | None = None,
+        output: list[JsonObject] | None = None,
+    ) -> JsonObject:
+        modalities = list(self._request.modalities)
+        return {
+            "id": self.id,
+            "object": "realtime.response",
+            "status": status,
+            "status_details": details,
+            "output": output or [],
+            "modalities": modalities,
+            "output_modalities": ["audio"] if self._audio else ["text"],
+            "usage": None,
+        }
+
+
+async def _close_stream(stream: AsyncIterator[ResponsePart]) -> None:
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()

@@ -1,0 +1,145 @@
+"""PlayoutTrack: the outbound audio track; paced 20 ms frames from a flushable buffer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av import AudioFrame
+
+from .audio import BYTES_PER_MS, FRAME_BYTES, FRAME_S, FRAME_SAMPLES, pcm_frame
+
+logger = logging.getLogger(__name__)
+
+MAX_BUFFER_MS = 120_000  # model audio arrives faster than real time; two minutes is plenty
+MAX_TRACKED_ITEMS = 64
+LATE_RESET_S = 0.2  # after a stall this long, restart pacing instead of bursting frames
+SILENCE = bytes(FRAME_BYTES)
+
+
+@dataclass
+class ItemPlayout:
+    """How much of one assistant item was received and actually sent to the browser."""
+
+    item_id: str | None
+    received_bytes: int = 0
+    sent_bytes: int = 0
+
+    @property
+    def received_ms(self) -> int:
+        return self.received_bytes // BYTES_PER_MS
+
+    @property
+    def sent_ms(self) -> int:
+        return self.sent_bytes // BYTES_PER_MS
+
+
+class PlayoutTrack(MediaStreamTrack):
+    """Emits one 20 ms pcm16 24 kHz frame on schedule: buffered model audio, else silence."""
+
+    kind = "audio"
+
+    def __init__(
+        self,
+        on_item_started: Callable[[str | None], None] | None = None,
+        on_drained: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self._segments: deque[tuple[ItemPlayout, bytes]] = deque()
+        self._head_offset = 0
+        self._buffered_bytes = 0
+        self._items: OrderedDict[str | None, ItemPlayout] = OrderedDict()
+        self._current: ItemPlayout | None = None
+        self._on_item_started = on_item_started
+        self._on_drained = on_drained
+        self._start: float | None = None
+        self._pts = 0
+        self.dropped_bytes = 0
+        self.late_frames = 0
+
+    @property
+    def buffered_ms(self) -> int:
+        return self._buffered_bytes // BYTES_PER_MS
+
+    @property
+    def current_item(self) -> ItemPlayout | None:
+        """The item being played, or the last one played if nothing is playing."""
+        return self._current
+
+    @property
+    def is_playing(self) -> bool:
+        return self._buffered_bytes > 0
+
+    def item(self, item_id: str | None) -> ItemPlayout | None:
+        return self._items.get(item_id)
+
+    def push(self, item_id: str | None, pcm: bytes) -> None:
+        """Queue model audio for `item_id`; drops it (counted) if the buffer is full."""
+        if not pcm:
+            return
+        if self._buffered_bytes + len(pcm) > MAX_BUFFER_MS * BYTES_PER_MS:
+            self.dropped_bytes += len(pcm)
+            return
+        item = self._items.get(item_id)
+        if item is None:
+            item = self._items[item_id] = ItemPlayout(item_id)
+            while len(self._items) > MAX_TRACKED_ITEMS:
+                self._items.popitem(last=False)
+        item.received_bytes += len(pcm)
+        self._segments.append((item, pcm))
+        self._buffered_bytes += len(pcm)
+
+    def flush(self) -> ItemPlayout | None:
+        """Drop all queued audio at once (barge-in); returns the item that was being played."""
+        self._segments.clear()
+        self._head_offset = 0
+        self._buffered_bytes = 0
+        return self._current
+
+    async def recv(self) -> AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        loop = asyncio.get_running_loop()
+        if self._start is None:
+            self._start = loop.time()
+        else:
+            self._pts += FRAME_SAMPLES
+            wait = self._start + self._pts * FRAME_S / FRAME_SAMPLES - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            elif wait < -LATE_RESET_S:
+                self.late_frames += 1
+                self._start = loop.time() - self._pts * FRAME_S / FRAME_SAMPLES
+            if self.readyState != "live":
+                raise MediaStreamError
+        return pcm_frame(self._next_pcm(), self._pts)
+
+    def _next_pcm(self) -> bytes:
+        if not self._segments:
+            return SILENCE
+        chunks: list[bytes] = []
+        needed = FRAME_BYTES
+        while needed and self._segments:
+            item, pcm = self._segments[0]
+            if item is not self._current:
+                self._current = item
+                if self._on_item_started is not None:
+                    self._on_item_started(item.item_id)
+            take = pcm[self._head_offset : self._head_offset + needed]
+            chunks.append(take)
+            item.sent_bytes += len(take)
+            needed -= len(take)
+            self._head_offset += len(take)
+            if self._head_offset >= len(pcm):
+                self._segments.popleft()
+                self._head_offset = 0
+        self._buffered_bytes -= FRAME_BYTES - needed
+        if needed:
+            chunks.append(SILENCE[:needed])
+        if not self._segments and self._on_drained is not None:
+            self._on_drained()
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)

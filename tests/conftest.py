@@ -1,0 +1,100 @@
+"""Shared fixtures: a live app on 127.0.0.1, shortened ICE timers, loopback-only candidates."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import aioice.ice
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from relay import SessionRegistry, use_host_addresses
+from web.app import create_app
+from web.server import RelayServer
+from web.settings import Settings
+
+LOOPBACK = "127.0.0.1"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def loopback_candidates() -> Iterator[None]:
+    # Test peers, like the app, gather host candidates on 127.0.0.1 only.
+    use_host_addresses([LOOPBACK])
+    yield
+    use_host_addresses([])
+
+
+@pytest.fixture
+def short_consent_timers() -> Iterator[None]:
+    """Make ICE consent freshness (RFC 7675) notice a vanished peer in about a second."""
+    interval, failures = aioice.ice.CONSENT_INTERVAL, aioice.ice.CONSENT_FAILURES
+    aioice.ice.CONSENT_INTERVAL, aioice.ice.CONSENT_FAILURES = 0.2, 3
+    yield
+    aioice.ice.CONSENT_INTERVAL, aioice.ice.CONSENT_FAILURES = interval, failures
+
+
+def make_settings(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {"host": LOOPBACK, "ice_addresses": [LOOPBACK], "backend": "local"}
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@dataclass
+class LiveServer:
+    app: FastAPI
+    url: str
+
+    @property
+    def registry(self) -> SessionRegistry:
+        registry = self.app.state.registry
+        assert isinstance(registry, SessionRegistry)
+        return registry
+
+    def http(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url, timeout=10.0)
+
+
+@asynccontextmanager
+async def live_app(**overrides: Any) -> AsyncIterator[LiveServer]:
+    """The whole app served by uvicorn on a free port of 127.0.0.1, in this event loop."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((LOOPBACK, 0))
+    port = sock.getsockname()[1]
+    app = create_app(make_settings(port=port, **overrides))
+    server = RelayServer(app, log_level="warning", lifespan="on")
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        yield LiveServer(app, f"http://{LOOPBACK}:{port}")
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
+        sock.close()
+
+
+@pytest.fixture
+async def live_server(request: pytest.FixtureRequest) -> AsyncIterator[LiveServer]:
+    """`live_app` with overrides from @pytest.mark.settings(...)."""
+    marker = request.node.get_closest_marker("settings")
+    async with live_app(**(dict(marker.kwargs) if marker else {})) as live:
+        yield live
+
+
+async def wait_until(predicate: Any, timeout_s: float = 5.0, interval_s: float = 0.02) -> None:
+    """Wait for `predicate()` to be true; fail the test with a clear message otherwise."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s")
+        await asyncio.sleep(interval_s)

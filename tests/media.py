@@ -1,0 +1,159 @@
+"""Test media: generated speech, a track that plays it then silence, and a real client peer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from relay.audio import FRAME_S, MODEL_RATE_HZ, ModelResampler, pcm_frame
+from relay.peer import create_peer_connection
+
+WEBRTC_RATE_HZ = 48_000
+
+
+def speech_pcm(text: str, tmp_path: Path, voice: str = "en-us") -> bytes:
+    """`text` spoken by espeak-ng, as pcm16 24 kHz mono."""
+    espeak = shutil.which("espeak-ng")
+    assert espeak, "espeak-ng is required for test speech (apt-get install espeak-ng)"
+    wav = tmp_path / f"speech-{abs(hash(text))}.wav"
+    subprocess.run([espeak, "-v", voice, "-s", "150", "-w", str(wav), text], check=True)
+    return read_audio(wav)
+
+
+def read_audio(path: Path) -> bytes:
+    resampler = ModelResampler()
+    with av.open(str(path)) as container:
+        return b"".join(resampler.convert(frame) for frame in container.decode(audio=0))
+
+
+def tone_pcm(seconds: float, hz: float = 440.0, amplitude: float = 0.3) -> bytes:
+    t = np.arange(int(seconds * MODEL_RATE_HZ)) / MODEL_RATE_HZ
+    return (np.sin(2 * np.pi * hz * t) * amplitude * 32767).astype("<i2").tobytes()
+
+
+def samples(pcm: bytes) -> np.ndarray:
+    return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+
+
+def envelope(pcm: bytes, window_ms: int = 10) -> np.ndarray:
+    x = samples(pcm)
+    n = MODEL_RATE_HZ * window_ms // 1000
+    x = x[: len(x) // n * n].reshape(-1, n)
+    return np.sqrt((x**2).mean(axis=1))
+
+
+def envelope_correlation(sent: bytes, received: bytes) -> float:
+    """Peak normalized cross-correlation of the two loudness envelopes, over all lags."""
+    a, b = envelope(sent), envelope(received)
+    a = (a - a.mean()) / (a.std() + 1e-9)
+    b = (b - b.mean()) / (b.std() + 1e-9)
+    full = np.correlate(b, a, mode="valid") if len(b) >= len(a) else np.correlate(a, b, "valid")
+    return float(full.max() / min(len(a), len(b)))
+
+
+class SpeechTrack(MediaStreamTrack):
+    """Plays pcm16 24 kHz audio in paced 20 ms frames, then silence forever (as a live mic)."""
+
+    kind = "audio"
+
+    def __init__(self, pcm: bytes = b"", leading_silence_s: float = 0.5) -> None:
+        super().__init__()
+        self._pcm = bytes(int(leading_silence_s * MODEL_RATE_HZ) * 2) + pcm
+        self._offset = 0
+        self._pts = 0
+        self._start: float | None = None
+        self.finished = asyncio.Event()
+
+    def play(self, pcm: bytes) -> None:
+        """Queue more audio after what is still to play."""
+        self._pcm = self._pcm[self._offset :] + pcm
+        self._offset = 0
+        self.finished.clear()
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        loop = asyncio.get_running_loop()
+        if self._start is None:
+            self._start = loop.time()
+        else:
+            self._pts += 480
+            await asyncio.sleep(max(0.0, self._start + self._pts / MODEL_RATE_HZ - loop.time()))
+        chunk = self._pcm[self._offset : self._offset + 960]
+        self._offset += len(chunk)
+        if len(chunk) < 960:
+            self.finished.set()
+            chunk += bytes(960 - len(chunk))
+        return pcm_frame(chunk, self._pts)
+
+
+class ClientPeer:
+    """A real aiortc peer acting as a browser: sends a track, records audio and events."""
+
+    def __init__(self, track: MediaStreamTrack | None = None, data_channel: bool = True) -> None:
+        self.pc: RTCPeerConnection = create_peer_connection([])
+        self.track = track or SpeechTrack()
+        self.pc.addTrack(self.track)
+        self.received = bytearray()
+        self.received_times: list[float] = []
+        self.events: list[dict[str, Any]] = []
+        self.channel = self.pc.createDataChannel("events") if data_channel else None
+        if self.channel is not None:
+            self.channel.on("message", lambda m: self.events.append(json.loads(m)))
+        self._recorder: asyncio.Task[None] | None = None
+        self.pc.on("track", self._on_track)
+        self.session_id: str | None = None
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        self._recorder = asyncio.create_task(self._record(track))
+
+    async def _record(self, track: MediaStreamTrack) -> None:
+        resampler = ModelResampler()
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                frame = await track.recv()
+                self.received += resampler.convert(frame)  # type: ignore[arg-type]
+                self.received_times.append(loop.time())
+        except MediaStreamError:
+            return
+
+    async def offer(self) -> RTCSessionDescription:
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        description = self.pc.localDescription
+        assert description is not None
+        return description
+
+    async def connect(self, http: Any) -> dict[str, Any]:
+        offer = await self.offer()
+        response = await http.post("/api/sessions", json={"sdp": offer.sdp, "type": offer.type})
+        assert response.status_code == 201, response.text
+        body: dict[str, Any] = response.json()
+        self.session_id = body["session_id"]
+        await self.pc.setRemoteDescription(RTCSessionDescription(body["sdp"], body["type"]))
+        return body
+
+    def send(self, event: dict[str, Any]) -> None:
+        assert self.channel is not None
+        self.channel.send(json.dumps(event))
+
+    def events_of(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e.get("type") == kind]
+
+    def received_since(self, seconds: float) -> bytes:
+        return bytes(self.received[-int(seconds / FRAME_S) * 960 :])
+
+    async def close(self) -> None:
+        await self.pc.close()
+        if self._recorder is not None:
+            self._recorder.cancel()
+            await asyncio.gather(self._recorder, return_exceptions=True)

@@ -1,0 +1,27 @@
+"""A client peer in its own process, so a test can kill it without any goodbye."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import httpx
+
+from relay import use_host_addresses
+
+from .media import ClientPeer, SpeechTrack, tone_pcm
+
+
+async def main(url: str) -> None:
+    use_host_addresses(["127.0.0.1"])
+    client = ClientPeer(SpeechTrack(tone_pcm(30.0)))
+    async with httpx.AsyncClient(base_url=url) as http:
+        body = await client.connect(http)
+    while client.pc.connectionState != "connected":
+        await asyncio.sleep(0.02)
+    print(body["session_id"], flush=True)  # noqa: T201
+    await asyncio.sleep(3600)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1]))

@@ -1,0 +1,44 @@
+"""The FastAPI application: composes routes, static files, templates and the session registry."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from relay import SessionRegistry, use_host_addresses
+
+from .backend import backend_config, session_options
+from .errors import install_error_handlers
+from .routes import pages, realtime, sessions
+from .settings import Settings
+from .templating import STATIC_DIR
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    use_host_addresses(settings.ice_addresses)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.registry = SessionRegistry(session_options(settings))
+        backend = backend_config(settings)
+        logger.info("voice-relay backend=%s model=%s", backend.dialect, backend.model)
+        try:
+            yield
+        finally:
+            await app.state.registry.close_all("server_shutdown")
+
+    app = FastAPI(title="voice-relay", lifespan=lifespan)
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(sessions.router)
+    app.include_router(realtime.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    return app

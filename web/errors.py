@@ -1,0 +1,64 @@
+"""Every error leaves as JSON `{"error": {"code", "message"}}` with a 4xx/5xx status."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from relay import BackendError, PolicyViolation, RelayError, SessionNotFound, SignallingError
+
+STATUS_FOR: list[tuple[type[RelayError], int, str]] = [
+    (SignallingError, 400, "bad_offer"),
+    (SessionNotFound, 404, "session_not_found"),
+    (PolicyViolation, 403, "not_allowed"),
+    (BackendError, 502, "backend_unavailable"),
+]
+
+
+class ApiError(Exception):
+    """An HTTP error with a code and a message in plain words."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body = {"error": {"code": code, "message": message}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def api_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ApiError)
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+    async def relay_error(request: Request, exc: Exception) -> JSONResponse:
+        for kind, status, code in STATUS_FOR:
+            if isinstance(exc, kind):
+                return error_response(status, code, str(exc))
+        return error_response(500, "relay_error", str(exc))
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        headers = dict(exc.headers) if exc.headers else None
+        return error_response(exc.status_code, "http_error", str(exc.detail), headers)
+
+    async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in exc.errors()
+        )
+        return error_response(422, "invalid_request", problems)
+
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(RelayError, relay_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)

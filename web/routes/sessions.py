@@ -1,0 +1,89 @@
+"""Signalling: POST an SDP offer, get the answer and a session id; DELETE to hang up."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, ValidationError
+
+from relay import parse_offer
+
+from ..backend import backend_config
+from ..deps import RegistryDep, SettingsDep
+from ..errors import ApiError
+
+router = APIRouter(prefix="/api/sessions", tags=["sessions"])
+
+MAX_BODY_BYTES = 64 * 1024
+SDP_TYPE = "application/sdp"
+JSON_TYPE = "application/json"
+
+
+class OfferIn(BaseModel):
+    sdp: str
+    type: str = "offer"
+
+
+class AnswerOut(BaseModel):
+    session_id: str
+    sdp: str
+    type: str
+
+
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request body, refusing more than `limit` bytes before reading them all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "body_too_large", f"the request body exceeds {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ApiError(413, "body_too_large", f"the request body exceeds {limit} bytes")
+    return bytes(body)
+
+
+def parse_json_offer(body: bytes) -> OfferIn:
+    try:
+        return OfferIn.model_validate(json.loads(body))
+    except (ValueError, ValidationError):
+        raise ApiError(
+            400, "bad_offer", 'the body must be JSON like {"sdp": "v=0...", "type": "offer"}'
+        ) from None
+
+
+@router.post("", status_code=201, response_model=AnswerOut)
+async def create_session(
+    request: Request, registry: RegistryDep, settings: SettingsDep
+) -> Response:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in (SDP_TYPE, JSON_TYPE):
+        raise ApiError(
+            415, "unsupported_media_type", f"send the offer as {JSON_TYPE} or {SDP_TYPE}"
+        )
+    body = await read_body(request)
+    if content_type == SDP_TYPE:
+        offer = parse_offer(body.decode("utf-8", errors="replace"))
+    else:
+        parsed = parse_json_offer(body)
+        offer = parse_offer(parsed.sdp, parsed.type)
+    session, answer = await registry.create(offer, backend_config(settings))
+    location = f"/api/sessions/{session.id}"
+    if content_type == SDP_TYPE:
+        return Response(
+            answer.sdp,
+            status_code=201,
+            media_type=SDP_TYPE,
+            headers={"Location": location, "X-Session-Id": session.id},
+        )
+    out = AnswerOut(session_id=session.id, sdp=answer.sdp, type=answer.type)
+    return Response(
+        out.model_dump_json(), status_code=201, media_type=JSON_TYPE, headers={"Location": location}
+    )
+
+
+@router.delete("/{session_id}", status_code=204)
+async def delete_session(session_id: str, registry: RegistryDep) -> Response:
+    await registry.close(session_id, "hangup")
+    return Response(status_code=204)

@@ -1,0 +1,98 @@
+"""Settings: one object, from the environment (prefix VOICE_RELAY_) and an optional .env file."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+BackendName = Literal["local", "stepfun", "openai"]
+
+DEFAULT_MODELS: dict[str, str] = {
+    "local": "echo",
+    "stepfun": "stepaudio-2.5-realtime",
+    "openai": "gpt-realtime",
+}
+
+
+class IceServer(BaseModel):
+    """One STUN/TURN server, shaped like the browser's RTCIceServer."""
+
+    urls: str | list[str]
+    username: str | None = None
+    credential: str | None = None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="VOICE_RELAY_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    backend: BackendName | None = None
+    model: str | None = None
+    voice: str | None = None
+    instructions: str | None = None
+    backend_url: str | None = None
+    stepfun_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("STEPFUN_API_KEY", "VOICE_RELAY_STEPFUN_API_KEY")
+    )
+    openai_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("OPENAI_API_KEY", "VOICE_RELAY_OPENAI_API_KEY")
+    )
+    ice_servers: list[IceServer] = []
+    ice_addresses: Annotated[list[str], NoDecode] = []
+    max_session_s: float = Field(1800.0, gt=0)
+    log_level: str = "info"
+
+    @field_validator("ice_addresses", mode="before")
+    @classmethod
+    def _split_addresses(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("stepfun_api_key", "openai_api_key", mode="after")
+    @classmethod
+    def _reject_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value().strip() in {"", "changeme", "sk-..."}:
+            return None
+        return value
+
+    @model_validator(mode="after")
+    def _check_key(self) -> Settings:
+        if (
+            self.backend in ("stepfun", "openai")
+            and self.api_key() is None
+            and not self.backend_url
+        ):
+            env = "STEPFUN_API_KEY" if self.backend == "stepfun" else "OPENAI_API_KEY"
+            raise ValueError(f"backend {self.backend!r} needs {env} (or VOICE_RELAY_BACKEND_URL)")
+        return self
+
+    @property
+    def resolved_backend(self) -> BackendName:
+        """The configured backend; without one, the cloud whose key is set, else `local`."""
+        if self.backend is not None:
+            return self.backend
+        if self.stepfun_api_key is not None:
+            return "stepfun"
+        if self.openai_api_key is not None:
+            return "openai"
+        return "local"
+
+    @property
+    def resolved_model(self) -> str:
+        return self.model or DEFAULT_MODELS[self.resolved_backend]
+
+    def api_key(self) -> SecretStr | None:
+        backend = self.resolved_backend
+        return {"stepfun": self.stepfun_api_key, "openai": self.openai_api_key}.get(backend)
+
+    def local_backend_url(self) -> str:
+        host = "127.0.0.1" if self.host in {"0.0.0.0", "::", ""} else self.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"ws://{host}:{self.port}/v1/realtime"
