@@ -1,4 +1,4 @@
-"""A local realtime-protocol server for dialect tests: records what the relay sends, scripts replies."""
+"""A local realtime-protocol server for dialect tests: records what the relay sends."""
 
 from __future__ import annotations
 
@@ -46,7 +46,9 @@ class RecordingServer:
         assert self.connection is not None
         await self.connection.send(json.dumps(event))
 
-    async def send_audio(self, response_id: str, item_id: str, pcm: bytes, chunk_ms: int = 100) -> None:
+    async def send_audio(
+        self, response_id: str, item_id: str, pcm: bytes, chunk_ms: int = 100
+    ) -> None:
         step = 48 * chunk_ms
         for start in range(0, len(pcm), step):
             await self.send(
@@ -64,7 +66,9 @@ class RecordingServer:
         return [e for e in self.received if e["type"] == kind]
 
     def appended_bytes(self) -> list[int]:
-        return [len(base64.b64decode(e["audio"])) for e in self.of_type("input_audio_buffer.append")]
+        return [
+            len(base64.b64decode(e["audio"])) for e in self.of_type("input_audio_buffer.append")
+        ]
 
     async def wait_for(self, kind: str, count: int = 1, timeout_s: float = 5.0) -> dict[str, Any]:
         async with asyncio.timeout(timeout_s):

@@ -18,15 +18,25 @@ from .realtime_server import recording_server
 
 pytestmark = pytest.mark.integration
 
-KEYS = {"stepfun": {"stepfun_api_key": "sk-test-stepfun"}, "openai": {"openai_api_key": "sk-test-openai"}}
+KEYS = {
+    "stepfun": {"stepfun_api_key": "sk-test-stepfun"},
+    "openai": {"openai_api_key": "sk-test-openai"},
+}
 
 
 @pytest.mark.parametrize("dialect", ["stepfun", "openai"])
 async def test_dialect_session_update_and_appends(dialect: str) -> None:
-    async with recording_server(dialect) as backend, live_app(
-        backend=dialect, backend_url=backend.url, voice="linjiajiejie", instructions="Be brief.",
-        **KEYS[dialect],
-    ) as live, live.http() as http:
+    async with (
+        recording_server(dialect) as backend,
+        live_app(
+            backend=dialect,
+            backend_url=backend.url,
+            voice="linjiajiejie",
+            instructions="Be brief.",
+            **KEYS[dialect],
+        ) as live,
+        live.http() as http,
+    ):
         client = ClientPeer(SpeechTrack(tone_pcm(1.0)))
         await client.connect(http)
         update = await backend.wait_for("session.update")
@@ -58,7 +68,9 @@ async def test_dialect_session_update_and_appends(dialect: str) -> None:
     # 20–40 ms of 24 kHz pcm16 per append (the last may be shorter while the stream starts).
     assert all(960 <= size <= 1920 for size in sizes[1:-1]), sizes
     # A 440 Hz tone must come through at 24 kHz: its spectral peak stays at 440 Hz.
-    pcm = b"".join(base64.b64decode(e["audio"]) for e in backend.of_type("input_audio_buffer.append"))
+    pcm = b"".join(
+        base64.b64decode(e["audio"]) for e in backend.of_type("input_audio_buffer.append")
+    )
     x = samples(pcm)[-24000:]
     peak_hz = np.argmax(np.abs(np.fft.rfft(x))) * 24000 / len(x)
     assert abs(peak_hz - 440) < 5
@@ -66,9 +78,11 @@ async def test_dialect_session_update_and_appends(dialect: str) -> None:
 
 @pytest.mark.parametrize("dialect", ["stepfun", "openai"])
 async def test_dialect_barge_in_cancels_truncates_and_drops_late_audio(dialect: str) -> None:
-    async with recording_server(dialect) as backend, live_app(
-        backend=dialect, backend_url=backend.url, **KEYS[dialect]
-    ) as live, live.http() as http:
+    async with (
+        recording_server(dialect) as backend,
+        live_app(backend=dialect, backend_url=backend.url, **KEYS[dialect]) as live,
+        live.http() as http,
+    ):
         client = ClientPeer(SpeechTrack())
         await client.connect(http)
         await backend.wait_for_audio_ms(300)
@@ -90,7 +104,9 @@ async def test_dialect_barge_in_cancels_truncates_and_drops_late_audio(dialect: 
 
         # Late audio of the cancelled response (a different pitch) must never be played.
         await backend.send_audio("resp_1", "item_1", tone_pcm(1.0, 1000))
-        await backend.send({"type": "response.done", "response": {"id": "resp_1", "status": "cancelled"}})
+        await backend.send(
+            {"type": "response.done", "response": {"id": "resp_1", "status": "cancelled"}}
+        )
         await wait_until(lambda: session.stats.late_deltas_dropped >= 10)
         received_after_cut = len(client.received)
         await backend.wait_for_audio_ms(2500)

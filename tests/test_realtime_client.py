@@ -20,7 +20,9 @@ pytestmark = pytest.mark.integration
 async def test_client_keeps_the_key_out_of_logs(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     async with recording_server("stepfun") as server:
-        config = BackendConfig("stepfun", server.url, "stepaudio-2.5-realtime", api_key="sk-secret-42")
+        config = BackendConfig(
+            "stepfun", server.url, "stepaudio-2.5-realtime", api_key="sk-secret-42"
+        )
         client = RealtimeClient(config, dialect_for("stepfun"))
         await client.connect()
         await server.wait_for("session.update")
@@ -51,6 +53,8 @@ async def test_client_merges_queued_audio_and_drops_oldest_when_full() -> None:
 
 
 async def test_client_refused_connection_is_a_backend_error() -> None:
-    client = RealtimeClient(BackendConfig("local", "ws://127.0.0.1:9/v1/realtime", "echo"), dialect_for("local"))
+    client = RealtimeClient(
+        BackendConfig("local", "ws://127.0.0.1:9/v1/realtime", "echo"), dialect_for("local")
+    )
     with pytest.raises(BackendError, match="unreachable"):
         await asyncio.wait_for(client.connect(), 15)

@@ -1,4 +1,4 @@
-"""End to end: a real aiortc peer speaks to the app, the local `echo` model answers through the relay."""
+"""End to end: a real aiortc peer speaks, the local `echo` model answers through the relay."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from .media import ClientPeer, SpeechTrack, envelope, envelope_correlation, spee
 pytestmark = pytest.mark.integration
 
 
-async def test_echo_answers_with_the_spoken_utterance(live_server: LiveServer, tmp_path: Path) -> None:
+async def test_echo_answers_with_the_spoken_utterance(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
     utterance = speech_pcm("Hello there, this is a test of the voice relay.", tmp_path)
     client = ClientPeer(SpeechTrack(utterance))
     async with live_server.http() as http:
@@ -21,7 +23,9 @@ async def test_echo_answers_with_the_spoken_utterance(live_server: LiveServer, t
         await client.track.finished.wait()  # type: ignore[attr-defined]
         start = len(client.received)
         # The echo arrives after the end of turn (silence hangover) and lasts as long as the speech.
-        await wait_until(lambda: len(client.received) - start >= len(utterance) + 48 * 1500, timeout_s=15)
+        await wait_until(
+            lambda: len(client.received) - start >= len(utterance) + 48 * 1500, timeout_s=15
+        )
         states = [e["state"] for e in client.events_of("state")]
         latencies = client.events_of("latency")
         response = await http.delete(f"/api/sessions/{client.session_id}")

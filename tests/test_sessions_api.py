@@ -52,7 +52,12 @@ async def test_raw_sdp_offer_is_answered_in_kind(live_server: LiveServer) -> Non
         (b'{"type": "offer"}', "application/json", 400, "bad_offer"),
         (b'{"sdp": "v=0\\r\\n", "type": "answer"}', "application/json", 400, "bad_offer"),
         (b'{"sdp": "v=0\\r\\ns=-\\r\\n", "type": "offer"}', "application/json", 400, "bad_offer"),
-        (b"v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n", "application/sdp", 400, "bad_offer"),
+        (
+            b"v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n",
+            "application/sdp",
+            400,
+            "bad_offer",
+        ),
         (b"sdp", "text/plain", 415, "unsupported_media_type"),
         (b"x" * 70_000, "application/json", 413, "body_too_large"),
     ],
@@ -61,7 +66,9 @@ async def test_bad_offers_get_a_clear_4xx(
     live_server: LiveServer, body: bytes, content_type: str, status: int, code: str
 ) -> None:
     async with live_server.http() as http:
-        response = await http.post("/api/sessions", content=body, headers={"Content-Type": content_type})
+        response = await http.post(
+            "/api/sessions", content=body, headers={"Content-Type": content_type}
+        )
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert error["code"] == code
@@ -72,7 +79,10 @@ async def test_bad_offers_get_a_clear_4xx(
 async def test_page_config_carries_no_secret() -> None:
     from .conftest import live_app
 
-    async with live_app(backend="stepfun", stepfun_api_key="sk-very-secret") as live, live.http() as http:
+    async with (
+        live_app(backend="stepfun", stepfun_api_key="sk-very-secret") as live,
+        live.http() as http,
+    ):
         page = await http.get("/")
     assert page.status_code == 200
     assert "sk-very-secret" not in page.text

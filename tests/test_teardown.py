@@ -25,7 +25,9 @@ pytestmark = pytest.mark.integration
 
 def leftovers(session: Session) -> list[str]:
     """Anything of `session` still alive: tasks named after it, its open peer connection."""
-    alive = [t.get_name() for t in asyncio.all_tasks() if session.id in t.get_name() and not t.done()]
+    alive = [
+        t.get_name() for t in asyncio.all_tasks() if session.id in t.get_name() and not t.done()
+    ]
     if session.pc.connectionState != "closed":
         alive.append(f"peer connection {session.pc.connectionState}")
     return alive
@@ -34,7 +36,9 @@ def leftovers(session: Session) -> list[str]:
 def open_peer_connections() -> int:
     gc.collect()
     return sum(
-        1 for o in gc.get_objects() if isinstance(o, RTCPeerConnection) and o.connectionState != "closed"
+        1
+        for o in gc.get_objects()
+        if isinstance(o, RTCPeerConnection) and o.connectionState != "closed"
     )
 
 
@@ -44,7 +48,11 @@ async def test_teardown_client_vanishes_without_hanging_up(live_server: LiveServ
     async with live_server.http() as http:
         await survivor.connect(http)
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.vanishing_client", live_server.url, stdout=asyncio.subprocess.PIPE
+        sys.executable,
+        "-m",
+        "tests.vanishing_client",
+        live_server.url,
+        stdout=asyncio.subprocess.PIPE,
     )
     try:
         assert process.stdout is not None
@@ -67,9 +75,11 @@ async def test_teardown_client_vanishes_without_hanging_up(live_server: LiveServ
 
 
 async def test_teardown_backend_drop_ends_only_that_session() -> None:
-    async with recording_server("stepfun") as backend, live_app(
-        backend="stepfun", backend_url=backend.url, stepfun_api_key="sk-x"
-    ) as live, live.http() as http:
+    async with (
+        recording_server("stepfun") as backend,
+        live_app(backend="stepfun", backend_url=backend.url, stepfun_api_key="sk-x") as live,
+        live.http() as http,
+    ):
         first, second = ClientPeer(), ClientPeer()
         await first.connect(http)
         await backend.wait_for("session.update")

@@ -17,8 +17,15 @@ async def main(url: str) -> None:
     client = ClientPeer(SpeechTrack(tone_pcm(30.0)))
     async with httpx.AsyncClient(base_url=url) as http:
         body = await client.connect(http)
-    while client.pc.connectionState != "connected":
-        await asyncio.sleep(0.02)
+    connected = asyncio.Event()
+
+    def on_state() -> None:
+        if client.pc.connectionState == "connected":
+            connected.set()
+
+    client.pc.on("connectionstatechange", on_state)
+    on_state()
+    await asyncio.wait_for(connected.wait(), 20)
     print(body["session_id"], flush=True)  # noqa: T201
     await asyncio.sleep(3600)
 
