@@ -1,0 +1,28 @@
+"""Demo links: stored personas with limits, shared as /d/<slug> and embedded as a widget."""
+
+from .limits import Lease, RateLimited, SessionLimiter
+from .model import DemoLink, Limits, LinkCreate, LinkFields, LinkPublic, LinkUpdate, Persona
+from .personas import BUILT_IN_LINKS
+from .store import LinkExists, LinkNotFound, LinkStore, SqliteLinkStore
+from .tokens import LinkSigner, TokenError, load_or_create_secret
+
+__all__ = [
+    "BUILT_IN_LINKS",
+    "DemoLink",
+    "Lease",
+    "Limits",
+    "LinkCreate",
+    "LinkExists",
+    "LinkFields",
+    "LinkNotFound",
+    "LinkPublic",
+    "LinkSigner",
+    "LinkStore",
+    "LinkUpdate",
+    "Persona",
+    "RateLimited",
+    "SessionLimiter",
+    "SqliteLinkStore",
+    "TokenError",
+    "load_or_create_secret",
+]

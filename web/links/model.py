@@ -1,0 +1,115 @@
+"""DemoLink: a stored, shareable configuration of persona, backend and limits."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+SLUG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,46}[a-z0-9])?$")
+ORIGIN_PATTERN = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?$")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Persona(BaseModel):
+    instructions: str = Field("", max_length=8000)
+    voice: str | None = Field(None, max_length=100)
+    greeting: str | None = Field(None, max_length=500)
+    language: str = Field("en", pattern=r"^[a-z]{2}(-[A-Za-z]{2,4})?$")
+
+
+class Limits(BaseModel):
+    expires_at: datetime | None = None
+    max_session_s: float = Field(600.0, gt=0, le=3600)
+    max_concurrent: int = Field(5, ge=1, le=1000)
+    sessions_per_hour: int = Field(60, ge=1, le=100_000)
+
+
+class LinkFields(BaseModel):
+    """What an admin sets; every field here is locked for the link's visitors."""
+
+    title: str = Field(..., min_length=1, max_length=120)
+    description: str = Field("", max_length=1000)
+    persona: Persona = Persona()
+    backend: Literal["local", "stepfun", "openai"] | None = None
+    model: str | None = Field(None, max_length=100)
+    limits: Limits = Limits()
+    allowed_origins: list[str] = []
+    private: bool = False
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _check_origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if not ORIGIN_PATTERN.match(origin):
+                raise ValueError(f"{origin!r} is not an origin like https://example.org")
+        return [origin.lower() for origin in origins]
+
+
+class LinkCreate(LinkFields):
+    slug: str
+
+    @field_validator("slug")
+    @classmethod
+    def _check_slug(cls, slug: str) -> str:
+        if not SLUG_PATTERN.match(slug):
+            raise ValueError("a slug is 1–48 lowercase letters, digits and dashes")
+        return slug
+
+
+class LinkUpdate(BaseModel):
+    """A partial update: only the fields given change."""
+
+    title: str | None = Field(None, min_length=1, max_length=120)
+    description: str | None = Field(None, max_length=1000)
+    persona: Persona | None = None
+    backend: Literal["local", "stepfun", "openai"] | None = None
+    model: str | None = Field(None, max_length=100)
+    limits: Limits | None = None
+    allowed_origins: list[str] | None = None
+    private: bool | None = None
+
+
+class DemoLink(LinkCreate):
+    created_at: datetime = Field(default_factory=utcnow)
+    revoked_at: datetime | None = None
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def expired(self, now: datetime | None = None) -> bool:
+        expires = self.limits.expires_at
+        return expires is not None and (now or utcnow()) >= expires
+
+    @property
+    def usable(self) -> bool:
+        return not self.revoked and not self.expired()
+
+    def updated(self, change: LinkUpdate) -> DemoLink:
+        values = change.model_dump(exclude_unset=True)
+        merged = self.model_dump() | values
+        return DemoLink.model_validate(merged)
+
+
+class LinkPublic(BaseModel):
+    """What a visitor's page may know of a link."""
+
+    slug: str
+    title: str
+    description: str
+    language: str
+
+    @classmethod
+    def of(cls, link: DemoLink) -> LinkPublic:
+        return cls(
+            slug=link.slug,
+            title=link.title,
+            description=link.description,
+            language=link.persona.language,
+        )
