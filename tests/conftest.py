@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aioice.ice
@@ -67,6 +69,8 @@ async def live_app(**overrides: Any) -> AsyncIterator[LiveServer]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((LOOPBACK, 0))
     port = sock.getsockname()[1]
+    data_dir = tempfile.TemporaryDirectory(prefix="voice-relay-test-")
+    overrides.setdefault("data_dir", Path(data_dir.name))
     app = create_app(make_settings(port=port, **overrides))
     server = RelayServer(app, log_level="warning", lifespan="on")
     task = asyncio.create_task(server.serve(sockets=[sock]))
@@ -80,6 +84,7 @@ async def live_app(**overrides: Any) -> AsyncIterator[LiveServer]:
         server.should_exit = True
         await asyncio.wait_for(task, 10)
         sock.close()
+        data_dir.cleanup()
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ BYTES_PER_MS = 48
 def tone(ms: int, dbfs: float = -20.0, hz: float = 220.0) -> bytes:
     t = np.arange(RATE_HZ * ms // 1000) / RATE_HZ
     amplitude = 32768 * 10 ** (dbfs / 20) * np.sqrt(2)  # RMS of a sine is peak / sqrt(2)
-    return (amplitude * np.sin(2 * np.pi * hz * t)).astype("<i2").tobytes()
+    return bytes((amplitude * np.sin(2 * np.pi * hz * t)).astype("<i2").tobytes())
 
 
 def noise(ms: int, dbfs: float = -70.0, seed: int = 1) -> bytes:
@@ -153,4 +153,7 @@ def test_turn_detector_works_with_other_window_sizes() -> None:
     started, stopped = events
     assert isinstance(started, SpeechStarted) and isinstance(stopped, SpeechStopped)
     assert started.audio_start_ms == 992 - 300
-    assert stopped.audio == audio[started.audio_start_ms * BYTES_PER_MS : stopped.audio_end_ms * BYTES_PER_MS]
+    assert (
+        stopped.audio
+        == audio[started.audio_start_ms * BYTES_PER_MS : stopped.audio_end_ms * BYTES_PER_MS]
+    )

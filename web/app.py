@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,8 +14,10 @@ from relay import SessionRegistry, use_host_addresses
 
 from .backend import backend_config, session_options
 from .errors import install_error_handlers
-from .routes import pages, realtime, sessions
-from .settings import Settings
+from .links import BUILT_IN_LINKS, LinkExists, SessionLimiter, SqliteLinkStore
+from .links.tokens import signer_for
+from .routes import admin, pages, realtime, sessions
+from .settings import Settings, secret_value
 from .templating import STATIC_DIR
 
 logger = logging.getLogger(__name__)
@@ -27,6 +30,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.registry = SessionRegistry(session_options(settings))
+        app.state.links = await open_link_store(settings)
+        app.state.signer = signer_for(secret_value(settings.secret_key), settings.data_dir)
+        app.state.limiter = SessionLimiter(settings.sessions_per_ip_per_minute)
         backend = backend_config(settings)
         logger.info("voice-relay backend=%s model=%s", backend.dialect, backend.model)
         try:
@@ -38,7 +44,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(sessions.router)
+    app.include_router(admin.router)
     app.include_router(realtime.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     return app
+
+
+async def open_link_store(settings: Settings) -> SqliteLinkStore:
+    """The links database under the data directory, with the built-in links on first run."""
+    store = SqliteLinkStore(settings.data_dir / "links.sqlite3")
+    existing = {link.slug for link in await store.list()}
+    for link in BUILT_IN_LINKS:
+        if link.slug not in existing:
+            with contextlib.suppress(LinkExists):
+                await store.create(link)
+    return store

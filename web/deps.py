@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 
 from relay import SessionRegistry
 
+from .links import LinkSigner, LinkStore, SessionLimiter
 from .settings import Settings
 
 
@@ -25,3 +26,25 @@ def get_registry(request: Request) -> SessionRegistry:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RegistryDep = Annotated[SessionRegistry, Depends(get_registry)]
+
+
+def get_links(request: Request) -> LinkStore:
+    store: LinkStore = request.app.state.links
+    return store
+
+
+def get_signer(request: Request) -> LinkSigner:
+    signer = request.app.state.signer
+    assert isinstance(signer, LinkSigner)
+    return signer
+
+
+def get_limiter(request: Request) -> SessionLimiter:
+    limiter = request.app.state.limiter
+    assert isinstance(limiter, SessionLimiter)
+    return limiter
+
+
+LinksDep = Annotated[LinkStore, Depends(get_links)]
+SignerDep = Annotated[LinkSigner, Depends(get_signer)]
+LimiterDep = Annotated[SessionLimiter, Depends(get_limiter)]

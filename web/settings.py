@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 BackendName = Literal["local", "stepfun", "openai"]
+
+DEFAULT_MAX_SESSIONS = 30
 
 DEFAULT_MODELS: dict[str, str] = {
     "local": "echo",
@@ -46,6 +49,14 @@ class Settings(BaseSettings):
     ice_addresses: Annotated[list[str], NoDecode] = []
     max_session_s: float = Field(1800.0, gt=0)
     log_level: str = "info"
+    data_dir: Path = Path("data")
+    public_url: str | None = None
+    admin_token: SecretStr | None = None
+    secret_key: SecretStr | None = None
+    sessions_per_ip_per_minute: int = Field(10, ge=1)
+    # Sessions one process serves before it answers 503: measured capacity of one relay process
+    # on one core with headroom (docs/performance.md).
+    max_sessions: int = Field(DEFAULT_MAX_SESSIONS, ge=1)
 
     @field_validator("ice_addresses", mode="before")
     @classmethod
@@ -54,7 +65,7 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("stepfun_api_key", "openai_api_key", mode="after")
+    @field_validator("stepfun_api_key", "openai_api_key", "admin_token", mode="after")
     @classmethod
     def _reject_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and value.get_secret_value().strip() in {"", "changeme", "sk-..."}:
@@ -91,8 +102,19 @@ class Settings(BaseSettings):
         backend = self.resolved_backend
         return {"stepfun": self.stepfun_api_key, "openai": self.openai_api_key}.get(backend)
 
+    def base_url(self) -> str:
+        """Where people reach this server: `public_url`, else the listening address."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in {"0.0.0.0", "::", ""} else self.host
+        return f"http://{host}:{self.port}"
+
     def local_backend_url(self) -> str:
         host = "127.0.0.1" if self.host in {"0.0.0.0", "::", ""} else self.host
         if ":" in host:
             host = f"[{host}]"
         return f"ws://{host}:{self.port}/v1/realtime"
+
+
+def secret_value(secret: SecretStr | None) -> str | None:
+    return secret.get_secret_value() if secret is not None else None

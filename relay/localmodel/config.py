@@ -13,6 +13,16 @@ from .protocol import ClientEventError, Dialect, JsonObject
 # StepFun's energy_awakeness_threshold runs 0..5000; a LiveKit plugin maps threshold t to t * 5000.
 _STEPFUN_ENERGY_SCALE = 5000
 _MODALITIES = ({"text", "audio"}, {"text"})
+_BETA_ONLY_FIELDS = (
+    "modalities",
+    "voice",
+    "input_audio_format",
+    "output_audio_format",
+    "input_audio_transcription",
+    "turn_detection",
+    "temperature",
+    "max_response_output_tokens",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,6 +159,14 @@ def _apply_ga(config: SessionConfig, session: JsonObject, changes: dict[str, Any
         raise ClientEventError(
             "invalid_value", "session.type must be 'realtime'.", param="session.type"
         )
+    # Like OpenAI GA, refuse flat beta fields rather than silently ignoring them.
+    for field in _BETA_ONLY_FIELDS:
+        if field in session:
+            raise ClientEventError(
+                "unknown_parameter",
+                f"Unknown parameter 'session.{field}' in a GA session (see session.audio).",
+                param=f"session.{field}",
+            )
     if "output_modalities" in session:
         modalities = session["output_modalities"]
         if modalities == ["audio"]:

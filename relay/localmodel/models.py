@@ -2,8 +2,8 @@
 
 A model sees one committed user turn plus the session's persona and yields response parts. The
 session consumes `respond()` as an async iterator and may cancel it at any await (barge-in,
-response.cancel, disconnect), so a model that does CPU-heavy work runs it in a thread and
-hands results over through a bounded queue, stopping the worker when the iterator is closed.
+response.cancel, disconnect), so a model that does CPU-heavy work runs it on a thread with
+`worker.iterate_in_thread`, which bounds what is queued and tells the thread to stop.
 """
 
 from __future__ import annotations
@@ -133,6 +133,7 @@ class UnknownModelError(ValueError):
         self.model = model
 
 
+# New models register here. `create` runs once per session: import heavy dependencies inside it.
 MODEL_SPECS: Mapping[str, ModelSpec] = {
     spec.name: spec
     for spec in (

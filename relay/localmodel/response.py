@@ -34,21 +34,25 @@ class ActiveResponse:
         self,
         *,
         response_id: str,
-        item: ConversationItem,
+        item_id: str,
         outbox: Outbox,
         conversation: Conversation,
         model: LocalModel,
         request: ModelRequest,
     ) -> None:
         self.id = response_id
-        self.item = item
+        audio = "audio" in request.modalities
+        part = ContentPart(type="audio", transcript="") if audio else ContentPart("text", text="")
+        self.item = ConversationItem(
+            id=item_id, role="assistant", status="in_progress", content=[part]
+        )
         self.finished = False
         self.task: asyncio.Task[None] | None = None
         self._out = outbox
         self._conversation = conversation
         self._model = model
         self._request = request
-        self._audio = "audio" in request.modalities
+        self._audio = audio
         self._sent: set[str] = set()
         self._transcript: list[str] = []
 

@@ -103,6 +103,9 @@ class RealtimeSession:
         except asyncio.CancelledError:
             reason = "cancelled"
             raise
+        except Exception as exc:  # the channel failed (e.g. an abnormal close): the caller's call
+            reason = f"channel error {type(exc).__name__}"
+            raise
         finally:
             await self._stop_response()
             await self._model.aclose()
@@ -127,9 +130,22 @@ class RealtimeSession:
                 )
             await handler(event)
         except ClientEventError as exc:
-            client_id = None if event is None else client_event_id(event)
+            client_id = client_event_id(event) if event else None
             logger.debug("LocalSession(%s): rejected event: %s", self._config.id, exc.code)
             await self._out.emit("error", error_fields(exc, client_id))
+        except ChannelClosed:
+            raise
+        except Exception:
+            # A bug must not end the conversation: report it and keep serving.
+            logger.exception("LocalSession(%s): failed to handle an event", self._config.id)
+            error = ClientEventError(
+                "internal_error",
+                "The local backend failed to handle the event.",
+                error_type="server_error",
+            )
+            await self._out.emit(
+                "error", error_fields(error, client_event_id(event) if event else None)
+            )
 
     # -- session ---------------------------------------------------------------------------
 
@@ -387,16 +403,7 @@ class RealtimeSession:
         config = self._config
         response = ActiveResponse(
             response_id=self._ids.new("resp"),
-            item=ConversationItem(
-                id=self._ids.new("item"),
-                role="assistant",
-                status="in_progress",
-                content=[
-                    ContentPart(
-                        type="audio" if "audio" in (modalities or config.modalities) else "text"
-                    )
-                ],
-            ),
+            item_id=self._ids.new("item"),
             outbox=self._out,
             conversation=self._conversation,
             model=self._model,

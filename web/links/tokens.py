@@ -68,3 +68,10 @@ def load_or_create_secret(path: Path) -> bytes:
     path.touch(mode=0o600)
     path.write_bytes(secret)
     return secret
+
+
+def signer_for(secret_key: str | None, data_dir: Path) -> LinkSigner:
+    """The configured secret, else one kept in the data directory."""
+    if secret_key:
+        return LinkSigner(secret_key.encode())
+    return LinkSigner(load_or_create_secret(data_dir / "secret.key"))

@@ -1,0 +1,104 @@
+"""Admin API for demo links, behind a bearer token; off when no token is configured."""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
+
+from ..deps import LinksDep, SettingsDep, SignerDep
+from ..errors import ApiError
+from ..links import DemoLink, LinkCreate, LinkExists, LinkNotFound, LinkUpdate
+from ..links.sharing import LinkShare, share
+
+
+def require_admin(request: Request, settings: SettingsDep) -> None:
+    token = settings.admin_token
+    if token is None:
+        raise ApiError(404, "admin_off", "the admin API is off: set VOICE_RELAY_ADMIN_TOKEN")
+    given = request.headers.get("authorization", "")
+    expected = f"Bearer {token.get_secret_value()}"
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise ApiError(401, "unauthorized", "a valid admin token is required")
+
+
+router = APIRouter(prefix="/api/admin/links", tags=["admin"], dependencies=[Depends(require_admin)])
+
+
+class LinkOut(BaseModel):
+    link: DemoLink
+    share: LinkShare
+
+
+class TokenRequest(BaseModel):
+    ttl_s: float = Field(7 * 24 * 3600, gt=0, le=365 * 24 * 3600)
+
+
+class TokenOut(BaseModel):
+    token: str
+    share: LinkShare
+
+
+def not_found(slug: str) -> ApiError:
+    return ApiError(404, "link_not_found", f"no demo link named {slug!r}")
+
+
+@router.get("")
+async def list_links(links: LinksDep, settings: SettingsDep) -> list[LinkOut]:
+    base = settings.base_url()
+    return [LinkOut(link=link, share=share(base, link)) for link in await links.list()]
+
+
+@router.post("", status_code=201)
+async def create_link(body: LinkCreate, links: LinksDep, settings: SettingsDep) -> LinkOut:
+    try:
+        link = await links.create(body)
+    except LinkExists as exc:
+        raise ApiError(409, "link_exists", str(exc)) from None
+    return LinkOut(link=link, share=share(settings.base_url(), link))
+
+
+@router.get("/{slug}")
+async def show_link(slug: str, links: LinksDep, settings: SettingsDep) -> LinkOut:
+    try:
+        link = await links.get(slug)
+    except LinkNotFound:
+        raise not_found(slug) from None
+    return LinkOut(link=link, share=share(settings.base_url(), link))
+
+
+@router.patch("/{slug}")
+async def update_link(
+    slug: str, body: LinkUpdate, links: LinksDep, settings: SettingsDep
+) -> LinkOut:
+    try:
+        link = await links.update(slug, body)
+    except LinkNotFound:
+        raise not_found(slug) from None
+    return LinkOut(link=link, share=share(settings.base_url(), link))
+
+
+@router.delete("/{slug}")
+async def revoke_link(slug: str, links: LinksDep, settings: SettingsDep) -> LinkOut:
+    try:
+        link = await links.revoke(slug)
+    except LinkNotFound:
+        raise not_found(slug) from None
+    return LinkOut(link=link, share=share(settings.base_url(), link))
+
+
+@router.post("/{slug}/tokens", status_code=201)
+async def issue_token(
+    slug: str,
+    links: LinksDep,
+    signer: SignerDep,
+    settings: SettingsDep,
+    body: TokenRequest | None = None,
+) -> TokenOut:
+    try:
+        link = await links.get(slug)
+    except LinkNotFound:
+        raise not_found(slug) from None
+    token = signer.issue(slug, (body or TokenRequest()).ttl_s)
+    return TokenOut(token=token, share=share(settings.base_url(), link, token))
