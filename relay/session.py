@@ -172,10 +172,12 @@ class Session:
     def _speech_stopped(self, event: Event) -> None:
         self._user_speaking = False
         self.stats.turns += 1
+        # `audio_end_ms` is where the VAD declared the end, after its silence hangover; the
+        # person stopped speaking that much earlier, and latency counts from there.
         end_ms = event.get("audio_end_ms")
         arrived = None
         if self._uplink is not None and isinstance(end_ms, int | float):
-            arrived = self._uplink.time_at(end_ms)
+            arrived = self._uplink.time_at(end_ms - self._client.dialect.silence_ms(self.backend))
         self._turn_end_t = arrived if arrived is not None else self._loop.time()
         self._set_state(State.LISTENING)
 

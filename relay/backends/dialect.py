@@ -33,6 +33,10 @@ class Dialect(Protocol):
 
     def session_update(self, config: BackendConfig) -> Event: ...
 
+    def silence_ms(self, config: BackendConfig) -> int:
+        """Silence the server VAD waits for before it declares the end of a turn."""
+        ...
+
     def normalize(self, event: Event) -> Event:
         """Rename server events to the beta names the relay handles."""
         ...

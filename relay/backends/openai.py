@@ -32,12 +32,15 @@ class OpenAIDialect:
     def headers(self, config: BackendConfig) -> dict[str, str]:
         return bearer(config)
 
+    def silence_ms(self, config: BackendConfig) -> int:
+        return config.silence_duration_ms or SILENCE_DURATION_MS
+
     def session_update(self, config: BackendConfig) -> Event:
         turn_detection = {
             "type": "server_vad",
             "threshold": 0.5,
             "prefix_padding_ms": config.prefix_padding_ms or PREFIX_PADDING_MS,
-            "silence_duration_ms": config.silence_duration_ms or SILENCE_DURATION_MS,
+            "silence_duration_ms": self.silence_ms(config),
             "create_response": True,
             "interrupt_response": True,
         }
