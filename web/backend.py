@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 from relay import BackendConfig, IceServerConfig, SessionOptions
-from relay.backends import openai, stepfun
 
 from .settings import Settings
-
-CLOUD_URLS = {"stepfun": stepfun.URL, "openai": openai.URL}
 
 
 def backend_config(settings: Settings) -> BackendConfig:
@@ -17,7 +14,7 @@ def backend_config(settings: Settings) -> BackendConfig:
     elif backend == "local":
         url = settings.local_backend_url()
     else:
-        url = CLOUD_URLS[backend]
+        url = ""  # the dialect's own public endpoint
     key = settings.api_key()
     return BackendConfig(
         dialect=backend,

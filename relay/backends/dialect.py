@@ -42,14 +42,36 @@ class Dialect(Protocol):
         ...
 
 
-def with_model_query(url: str, model: str) -> str:
-    if "model=" in url:
-        return url
-    return f"{url}{'&' if '?' in url else '?'}model={model}"
+class BearerDialect:
+    """Defaults shared by the dialects: bearer auth, `?model=`, VAD timings, beta event names."""
 
+    name = "base"
+    cumulative_input_transcripts = False
+    default_url = ""
+    default_model = ""
+    silence_duration_ms = 500
+    prefix_padding_ms = 300
 
-def bearer(config: BackendConfig) -> dict[str, str]:
-    return {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
+    def model_id(self, config: BackendConfig) -> str:
+        return config.model or self.default_model
+
+    def connect_url(self, config: BackendConfig) -> str:
+        url = config.url or self.default_url
+        if "model=" in url:
+            return url
+        return f"{url}{'&' if '?' in url else '?'}model={self.model_id(config)}"
+
+    def headers(self, config: BackendConfig) -> dict[str, str]:
+        return {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
+
+    def silence_ms(self, config: BackendConfig) -> int:
+        return config.silence_duration_ms or self.silence_duration_ms
+
+    def padding_ms(self, config: BackendConfig) -> int:
+        return config.prefix_padding_ms or self.prefix_padding_ms
+
+    def normalize(self, event: Event) -> Event:
+        return event
 
 
 def without_none(values: dict[str, Any]) -> dict[str, Any]:

@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-from .dialect import BackendConfig, Event, with_model_query, without_none
-
-SILENCE_DURATION_MS = 500
-PREFIX_PADDING_MS = 300
+from .dialect import BackendConfig, BearerDialect, Event, without_none
 
 
-class LocalDialect:
+class LocalDialect(BearerDialect):
     name = "local"
-    cumulative_input_transcripts = False
-
-    def connect_url(self, config: BackendConfig) -> str:
-        return with_model_query(config.url, config.model)
-
-    def headers(self, config: BackendConfig) -> dict[str, str]:
-        return {}
-
-    def silence_ms(self, config: BackendConfig) -> int:
-        return config.silence_duration_ms or SILENCE_DURATION_MS
+    default_model = "echo"
 
     def session_update(self, config: BackendConfig) -> Event:
         turn_detection = {
             "type": "server_vad",
             "threshold": 0.5,
-            "prefix_padding_ms": config.prefix_padding_ms or PREFIX_PADDING_MS,
+            "prefix_padding_ms": self.padding_ms(config),
             "silence_duration_ms": self.silence_ms(config),
         }
         session = without_none(
@@ -40,6 +28,3 @@ class LocalDialect:
             }
         )
         return {"type": "session.update", "session": session}
-
-    def normalize(self, event: Event) -> Event:
-        return event

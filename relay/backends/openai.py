@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from .dialect import BackendConfig, Event, bearer, with_model_query, without_none
+from .dialect import BackendConfig, BearerDialect, Event, without_none
 
 URL = "wss://api.openai.com/v1/realtime"
-DEFAULT_MODEL = "gpt-realtime"
 PCM_24K = {"type": "audio/pcm", "rate": 24000}
-SILENCE_DURATION_MS = 500
-PREFIX_PADDING_MS = 300
 
 # GA name -> the beta name the relay handles.
 GA_EVENT_NAMES = {
@@ -22,24 +19,16 @@ GA_EVENT_NAMES = {
 }
 
 
-class OpenAIDialect:
+class OpenAIDialect(BearerDialect):
     name = "openai"
-    cumulative_input_transcripts = False
-
-    def connect_url(self, config: BackendConfig) -> str:
-        return with_model_query(config.url or URL, config.model or DEFAULT_MODEL)
-
-    def headers(self, config: BackendConfig) -> dict[str, str]:
-        return bearer(config)
-
-    def silence_ms(self, config: BackendConfig) -> int:
-        return config.silence_duration_ms or SILENCE_DURATION_MS
+    default_url = URL
+    default_model = "gpt-realtime"
 
     def session_update(self, config: BackendConfig) -> Event:
         turn_detection = {
             "type": "server_vad",
             "threshold": 0.5,
-            "prefix_padding_ms": config.prefix_padding_ms or PREFIX_PADDING_MS,
+            "prefix_padding_ms": self.padding_ms(config),
             "silence_duration_ms": self.silence_ms(config),
             "create_response": True,
             "interrupt_response": True,

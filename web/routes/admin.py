@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
@@ -11,6 +12,7 @@ from ..deps import LinksDep, SettingsDep, SignerDep
 from ..errors import ApiError
 from ..links import DemoLink, LinkCreate, LinkExists, LinkNotFound, LinkUpdate
 from ..links.sharing import LinkShare, share
+from ..settings import Settings
 
 
 def require_admin(request: Request, settings: SettingsDep) -> None:
@@ -40,65 +42,53 @@ class TokenOut(BaseModel):
     share: LinkShare
 
 
-def not_found(slug: str) -> ApiError:
-    return ApiError(404, "link_not_found", f"no demo link named {slug!r}")
+async def get_link(slug: str, links: LinksDep) -> DemoLink:
+    try:
+        return await links.get(slug)
+    except LinkNotFound:
+        raise ApiError(404, "link_not_found", f"no demo link named {slug!r}") from None
+
+
+LinkDep = Annotated[DemoLink, Depends(get_link)]
+
+
+def out(link: DemoLink, settings: Settings) -> LinkOut:
+    return LinkOut(link=link, share=share(settings.base_url(), link))
 
 
 @router.get("")
 async def list_links(links: LinksDep, settings: SettingsDep) -> list[LinkOut]:
-    base = settings.base_url()
-    return [LinkOut(link=link, share=share(base, link)) for link in await links.list()]
+    return [out(link, settings) for link in await links.list()]
 
 
 @router.post("", status_code=201)
 async def create_link(body: LinkCreate, links: LinksDep, settings: SettingsDep) -> LinkOut:
     try:
-        link = await links.create(body)
+        return out(await links.create(body), settings)
     except LinkExists as exc:
         raise ApiError(409, "link_exists", str(exc)) from None
-    return LinkOut(link=link, share=share(settings.base_url(), link))
 
 
 @router.get("/{slug}")
-async def show_link(slug: str, links: LinksDep, settings: SettingsDep) -> LinkOut:
-    try:
-        link = await links.get(slug)
-    except LinkNotFound:
-        raise not_found(slug) from None
-    return LinkOut(link=link, share=share(settings.base_url(), link))
+async def show_link(link: LinkDep, settings: SettingsDep) -> LinkOut:
+    return out(link, settings)
 
 
 @router.patch("/{slug}")
 async def update_link(
-    slug: str, body: LinkUpdate, links: LinksDep, settings: SettingsDep
+    link: LinkDep, body: LinkUpdate, links: LinksDep, settings: SettingsDep
 ) -> LinkOut:
-    try:
-        link = await links.update(slug, body)
-    except LinkNotFound:
-        raise not_found(slug) from None
-    return LinkOut(link=link, share=share(settings.base_url(), link))
+    return out(await links.update(link.slug, body), settings)
 
 
 @router.delete("/{slug}")
-async def revoke_link(slug: str, links: LinksDep, settings: SettingsDep) -> LinkOut:
-    try:
-        link = await links.revoke(slug)
-    except LinkNotFound:
-        raise not_found(slug) from None
-    return LinkOut(link=link, share=share(settings.base_url(), link))
+async def revoke_link(link: LinkDep, links: LinksDep, settings: SettingsDep) -> LinkOut:
+    return out(await links.revoke(link.slug), settings)
 
 
 @router.post("/{slug}/tokens", status_code=201)
 async def issue_token(
-    slug: str,
-    links: LinksDep,
-    signer: SignerDep,
-    settings: SettingsDep,
-    body: TokenRequest | None = None,
+    link: LinkDep, signer: SignerDep, settings: SettingsDep, body: TokenRequest | None = None
 ) -> TokenOut:
-    try:
-        link = await links.get(slug)
-    except LinkNotFound:
-        raise not_found(slug) from None
-    token = signer.issue(slug, (body or TokenRequest()).ttl_s)
+    token = signer.issue(link.slug, (body or TokenRequest()).ttl_s)
     return TokenOut(token=token, share=share(settings.base_url(), link, token))
