@@ -1,0 +1,577 @@
+"""Deterministic replies of the offline assistant, in the persona the session instructions set."""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from relay.prosody import ToneFeatures
+
+Clock = Callable[[], datetime]
+
+STYLES = ("brief", "formal", "cheerful")
+_TONE_WORDS = {
+    "brief": ("brief", "concise", "short", "terse", "succinct", "简短", "简洁"),
+    "formal": ("formal", "polite", "professional", "courteous", "正式", "礼貌"),
+    "cheerful": ("cheerful", "friendly", "upbeat", "enthusiastic", "happy", "开朗", "活泼", "热情"),
+}
+_NOT_NAMES = {"A", "An", "The", "My", "Our", "Your", "Not", "Very", "Now", "Here", "I", "In"}
+_CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+@dataclass(frozen=True)
+class Persona:
+    """Who the assistant is, as far as rules can read it from the instructions."""
+
+    name: str | None = None
+    greeting: str | None = None
+    styles: frozenset[str] = frozenset()
+    language: str = "en"
+
+    @classmethod
+    def from_instructions(cls, instructions: str | None) -> Persona:
+        text = (instructions or "").strip()
+        lowered = text.lower()
+        styles = frozenset(
+            style for style, words in _TONE_WORDS.items() if any(w in lowered for w in words)
+        )
+        return cls(_find_name(text), _find_greeting(text), styles, _find_language(text))
+
+    @property
+    def style(self) -> str:
+        return next((s for s in STYLES if s in self.styles), "neutral")
+
+
+def _find_name(text: str) -> str | None:
+    for match in re.finditer(
+        r"(?i:\byou are|\byou're|\byour name is|\bnamed|\bcalled)\s+([A-Z][\w'-]*)", text
+    ):
+        if match.group(1) not in _NOT_NAMES:
+            return match.group(1)
+    for pattern in (
+        r"你(?:叫|的名字是)\s*([\u4e00-\u9fffA-Za-z]{1,8}?)(?=[，,。！!、\s]|$)",
+        r"你是\s*([^一个\W\d][\u4e00-\u9fffA-Za-z]{0,5}?)(?=[，,。！!、\s]|$)",
+    ):
+        found = re.search(pattern, text)
+        if found:
+            return found.group(1)
+    return None
+
+
+def _find_greeting(text: str) -> str | None:
+    quoted = r"(?:\"([^\"]+)\"|“([^”]+)”|「([^」]+)」|'([^']+)')"
+    for pattern in (
+        r"(?i:greet\w*(?:\s+(?:the\s+)?(?:user|users|people|them|everyone))?"
+        rf"\s+(?:with|by saying))\s*:?\s*{quoted}",
+        rf"(?i:(?:start|begin|open)\w*\s+(?:by saying|with))\s*:?\s*{quoted}",
+        rf"(?i:greeting\s*(?:is|:))\s*{quoted}",
+        rf"(?:用|以)\s*{quoted}\s*(?:打招呼|问候|开场)",
+        rf"(?:问候语|开场白)\s*(?:是|为|：|:)\s*{quoted}",
+    ):
+        match = re.search(pattern, text)
+        if match:
+            return next(group for group in match.groups() if group is not None).strip()
+    return None
+
+
+def _find_language(text: str) -> str:
+    if re.search(
+        r"(?i)\b(?:speak|respond|answer|reply|talk)\w*\s+(?:only\s+)?in\s+(?:chinese|mandarin)\b",
+        text,
+    ):
+        return "zh"
+    if re.search(r"用中文|说中文|讲中文|普通话", text):
+        return "zh"
+    letters = [c for c in text if c.isalpha()]
+    cjk = sum(1 for c in letters if _CJK.match(c))
+    return "zh" if letters and cjk / len(letters) > 0.3 else "en"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What to say, which rule chose it and which tone-of-voice reaction (if any) shaped it."""
+
+    text: str
+    rule: str
+    tone: str | None = None
+
+
+# key -> style -> template; "neutral" is the fallback for every style.
+_EN: dict[str, dict[str, str]] = {
+    "greeting": {
+        "neutral": "Hello! {intro}How can I help?",
+        "formal": "Good day. {intro_formal}How may I assist you?",
+        "cheerful": "Hi there! {intro}What can I do for you today?",
+        "brief": "Hello! {intro}",
+    },
+    "hello": {"neutral": "Hello!", "formal": "Good day.", "cheerful": "Hi there!"},
+    "how_are_you": {
+        "neutral": "I'm doing well, thanks. How are you?",
+        "formal": "I am well, thank you. How are you?",
+        "cheerful": "I'm great, thanks for asking! How are you?",
+        "brief": "Fine, thanks.",
+    },
+    "name": {
+        "neutral": "I'm {name}.",
+        "formal": "My name is {name}.",
+        "cheerful": "I'm {name}! Nice to meet you!",
+    },
+    "thanks": {
+        "neutral": "You're welcome.",
+        "formal": "You are most welcome.",
+        "cheerful": "You're very welcome!",
+        "brief": "Welcome.",
+    },
+    "goodbye": {
+        "neutral": "Goodbye!",
+        "formal": "Goodbye. It was a pleasure.",
+        "cheerful": "Bye for now, take care!",
+    },
+    "time": {
+        "neutral": "It's {time}.",
+        "formal": "It is {time}.",
+        "cheerful": "It's {time}!",
+        "brief": "{time}.",
+    },
+    "date": {
+        "neutral": "Today is {date}.",
+        "formal": "Today is {date}.",
+        "cheerful": "Today is {date}!",
+        "brief": "{date}.",
+    },
+    "arithmetic": {
+        "neutral": "{question} is {answer}.",
+        "formal": "{question} equals {answer}.",
+        "cheerful": "{question} is {answer}!",
+        "brief": "{Answer}.",
+    },
+    "divide_by_zero": {
+        "neutral": "I can't divide by zero.",
+        "formal": "One cannot divide by zero.",
+    },
+    "repeat_nothing": {"neutral": "I haven't said anything yet."},
+    "stop": {"neutral": "Okay.", "formal": "Certainly.", "brief": "Okay."},
+    "not_heard": {
+        "neutral": "Sorry, I didn't catch that.",
+        "formal": "I beg your pardon, I did not catch that.",
+    },
+    "not_understood": {
+        "neutral": "Sorry, I didn't understand that.",
+        "formal": "I am sorry, I did not understand that.",
+        "cheerful": "Oops, I didn't understand that. Could you say it another way?",
+        "brief": "Sorry, I didn't understand.",
+    },
+    "raised_voice": {
+        "neutral": "I hear you, let's take this calmly.",
+        "formal": "I understand. Let us take this calmly.",
+    },
+    "tired": {
+        "neutral": "You sound tired.",
+        "cheerful": "You sound tired, maybe take a little break?",
+    },
+}
+_ZH: dict[str, str] = {
+    "greeting": "你好！{intro}有什么可以帮你的吗？",
+    "hello": "你好！",
+    "how_are_you": "我很好，谢谢！你呢？",
+    "name": "我是{name}。",
+    "thanks": "不客气。",
+    "goodbye": "再见！",
+    "time": "现在是{hour}点{minute}分。",
+    "date": "今天是{month}月{day}日，{weekday}。",
+    "arithmetic": "{question}等于{answer}。",
+    "divide_by_zero": "不能除以零。",
+    "repeat_nothing": "我还没有说过话。",
+    "stop": "好的。",
+    "not_heard": "抱歉，我没听清。",
+    "not_understood": "抱歉，我没听懂。",
+    "raised_voice": "别着急，我在听。",
+    "tired": "你听起来有点累。",
+}
+_ZH_WEEKDAYS = "星期一 星期二 星期三 星期四 星期五 星期六 星期日".split()
+
+_EN_RULES: tuple[tuple[str, re.Pattern[str] | None], ...] = tuple(
+    (rule, re.compile(pattern) if pattern else None)
+    for rule, pattern in (
+        ("stop", r"\b(?:stop|be quiet|quiet|shut up|silence|enough|hush|never ?mind|cancel)\b"),
+        ("repeat", r"\b(?:repeat|say (?:that|it) again|come again|what did you say|pardon)\b"),
+        ("arithmetic", ""),  # before date/time: "what is ..." questions are sums first
+        ("date", r"\b(?:date|what day|which day|day is it|day of the week)\b"),
+        ("time", r"\b(?:what time|the time|time is it|current time)\b"),
+        (
+            "how_are_you",
+            r"\bhow(?:'re| are) (?:you|ya)\b|\bhow(?:'s| is) it going\b|\bhow do you do\b",
+        ),
+        ("name", r"\bwhat(?:'s| is) your name\b|\bwho are you\b|\bwhat are you called\b"),
+        (
+            "greeting",
+            r"\b(?:hello|hi|hey|hiya|howdy|greetings|good (?:morning|afternoon|evening))\b",
+        ),
+        ("thanks", r"\b(?:thanks|thank you|cheers)\b"),
+        ("goodbye", r"\b(?:goodbye|good bye|bye|see you|good night)\b"),
+    )
+)
+_GREETING = re.compile(
+    r"\b(?:hello|hi|hey|hiya|howdy|greetings|good (?:morning|afternoon|evening))\b"
+    r"|你好|您好|嗨|早上好|下午好|晚上好|哈喽"
+)
+_ZH_RULES: tuple[tuple[str, re.Pattern[str] | None], ...] = tuple(
+    (rule, re.compile(pattern) if pattern else None)
+    for rule, pattern in (
+        ("stop", r"停|别说了|安静|闭嘴"),
+        ("repeat", r"再说一遍|重复|你说什么"),
+        ("arithmetic", ""),
+        ("date", r"几号|日期|星期几|几月"),
+        ("time", r"几点|时间"),
+        ("how_are_you", r"你好吗|最近怎么样|你怎么样"),
+        ("name", r"你叫什么|你是谁|你的名字"),
+        ("greeting", r"你好|您好|嗨|早上好|下午好|晚上好|哈喽"),
+        ("thanks", r"谢谢|多谢"),
+        ("goodbye", r"再见|拜拜"),
+    )
+)
+
+
+@dataclass
+class _VoiceBaseline:
+    """The speaker's usual loudness and pitch, from their recent utterances."""
+
+    loudness: deque[float] = field(default_factory=lambda: deque(maxlen=5))
+    pitch: deque[float] = field(default_factory=lambda: deque(maxlen=5))
+
+    def add(self, tone: ToneFeatures) -> None:
+        self.loudness.append(tone.loudness_dbfs)
+        if tone.pitch_median_hz is not None:
+            self.pitch.append(tone.pitch_median_hz)
+
+
+# Tone-of-voice thresholds: absolute levels work from the first turn, relative ones once the
+# speaker's baseline is known (browser AGC keeps most speech between -30 and -15 dBFS).
+LOUD_DBFS = -12.0
+LOUDER_THAN_USUAL_DB = 6.0
+HIGHER_THAN_USUAL = 1.3
+QUIET_DBFS = -32.0
+SLOW_RATE_SPS = 2.5
+MIN_TONE_VOICED_S = 0.4
+
+
+class ReplyEngine:
+    """Answers one session's transcripts by rules; keeps its last reply and voice baseline."""
+
+    def __init__(self, persona: Persona | None = None, *, clock: Clock | None = None) -> None:
+        self.persona = persona or Persona()
+        self._clock = clock or (lambda: datetime.now().astimezone())
+        self._last: Reply | None = None
+        self._baseline = _VoiceBaseline()
+
+    @classmethod
+    def from_instructions(
+        cls, instructions: str | None, *, clock: Clock | None = None
+    ) -> ReplyEngine:
+        return cls(Persona.from_instructions(instructions), clock=clock)
+
+    @property
+    def last_reply(self) -> Reply | None:
+        return self._last
+
+    def greeting(self) -> Reply:
+        """What the assistant says when it speaks first."""
+        return self._remember(Reply(self._greeting_text(), "greeting"))
+
+    def reply(self, transcript: str, tone: ToneFeatures | None = None) -> Reply:
+        reaction = self._tone_reaction(tone) if tone is not None else None
+        rule, text = self._answer(transcript)
+        if reaction is not None and rule != "stop":
+            text = self._join(self._say(reaction), text)
+        result = Reply(text, rule, reaction)
+        return result if rule == "repeat" else self._remember(result)
+
+    def _join(self, first: str, second: str) -> str:
+        return first + second if self.persona.language == "zh" else f"{first} {second}"
+
+    def _remember(self, reply: Reply) -> Reply:
+        self._last = reply
+        return reply
+
+    def _answer(self, transcript: str) -> tuple[str, str]:
+        text = _normalize(transcript)
+        if not text:
+            return "not_understood", self._say("not_heard")
+        for rule, pattern in _ZH_RULES if _CJK.search(text) else _EN_RULES:
+            if pattern is None:
+                problem = _arithmetic(text)
+                if problem is not None:
+                    return rule, self._arithmetic_text(*problem)
+            elif pattern.search(text):
+                return rule, self._rule_text(rule, text)
+        return "not_understood", self._say("not_understood")
+
+    def _rule_text(self, rule: str, text: str) -> str:
+        now = self._clock()
+        if rule == "how_are_you" and _GREETING.search(text):
+            return self._join(self._say("hello"), self._say(rule))
+        if rule == "repeat":
+            return self._last.text if self._last is not None else self._say("repeat_nothing")
+        if rule == "greeting":
+            return self._greeting_text()
+        if rule == "time":
+            clock_time = now.strftime("%I:%M %p").lstrip("0")
+            return self._say("time", time=clock_time, hour=now.hour, minute=now.minute)
+        if rule == "date":
+            date = f"{now:%A}, {now:%B} {now.day}"
+            weekday = _ZH_WEEKDAYS[now.weekday()]
+            return self._say("date", date=date, month=now.month, day=now.day, weekday=weekday)
+        if rule == "name":
+            if self.persona.name is None:
+                return self._say("name", name="your assistant")
+            return self._say("name", name=self.persona.name)
+        return self._say(rule)
+
+    def _greeting_text(self) -> str:
+        if self.persona.greeting:
+            return self.persona.greeting
+        name = self.persona.name
+        intro = (
+            (f"我是{name}。" if self.persona.language == "zh" else f"I'm {name}. ") if name else ""
+        )
+        return self._say(
+            "greeting", intro=intro, intro_formal=f"My name is {name}. " if name else ""
+        )
+
+    def _arithmetic_text(self, left: float, operator: str, right: float) -> str:
+        if operator == "/" and right == 0:
+            return self._say("divide_by_zero")
+        value = {"+": left + right, "-": left - right, "*": left * right}.get(operator)
+        if value is None:
+            value = left / right
+        zh = self.persona.language == "zh"
+        words = _OPERATOR_WORDS_ZH if zh else _OPERATOR_WORDS
+        say = _number_text if zh else number_words
+        question = (
+            f"{say(left)}{words[operator]}{say(right)}"
+            if zh
+            else f"{say(left)} {words[operator]} {say(right)}"
+        )
+        answer = say(value)
+        return self._say(
+            "arithmetic",
+            question=question[:1].upper() + question[1:],
+            answer=answer,
+            Answer=answer.capitalize(),
+        )
+
+    def _say(self, key: str, **values: object) -> str:
+        if self.persona.language == "zh":
+            template = _ZH[key]
+        else:
+            variants = _EN[key]
+            template = variants.get(self.persona.style, variants["neutral"])
+        return template.format(**values).strip()
+
+    def _tone_reaction(self, tone: ToneFeatures) -> str | None:
+        if tone.voiced_s < MIN_TONE_VOICED_S:
+            return None
+        usual_loudness = (
+            statistics.median(self._baseline.loudness) if self._baseline.loudness else None
+        )
+        usual_pitch = statistics.median(self._baseline.pitch) if self._baseline.pitch else None
+        self._baseline.add(tone)
+        louder = (
+            usual_loudness is not None
+            and tone.loudness_dbfs >= usual_loudness + LOUDER_THAN_USUAL_DB
+        )
+        higher = (
+            usual_pitch is not None
+            and tone.pitch_median_hz is not None
+            and tone.pitch_median_hz >= usual_pitch * HIGHER_THAN_USUAL
+            and usual_loudness is not None
+            and tone.loudness_dbfs >= usual_loudness + LOUDER_THAN_USUAL_DB / 2
+        )
+        if tone.loudness_dbfs >= LOUD_DBFS or louder or higher:
+            return "raised_voice"
+        quiet = tone.loudness_dbfs <= QUIET_DBFS or (
+            usual_loudness is not None
+            and tone.loudness_dbfs <= usual_loudness - LOUDER_THAN_USUAL_DB
+        )
+        if quiet and 0 < tone.speaking_rate_sps < SLOW_RATE_SPS:
+            return "tired"
+        return None
+
+
+# --- transcripts and numbers -------------------------------------------------------------
+
+_OPERATOR_WORDS = {"+": "plus", "-": "minus", "*": "times", "/": "divided by"}
+_OPERATOR_WORDS_ZH = {"+": "加", "-": "减", "*": "乘以", "/": "除以"}
+_OPERATORS = (
+    ("divided by", "/"),
+    ("multiplied by", "*"),
+    ("times", "*"),
+    ("plus", "+"),
+    ("minus", "-"),
+    ("over", "/"),
+    ("x", "*"),
+    ("×", "*"),
+    ("*", "*"),
+    ("÷", "/"),
+    ("/", "/"),
+    ("+", "+"),
+    ("-", "-"),
+    ("加上", "+"),
+    ("加", "+"),
+    ("减去", "-"),
+    ("减", "-"),
+    ("乘以", "*"),
+    ("乘", "*"),
+    ("除以", "/"),
+)
+_UNITS = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen"
+).split()
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+_SCALES = {"hundred": 100, "thousand": 1_000, "million": 1_000_000}
+_NUMBER_WORDS = {word: i for i, word in enumerate(_UNITS)} | {
+    word: 10 * i for i, word in enumerate(_TENS) if i >= 2
+}
+# What the recogniser hears for a number right next to an operator.
+_HOMOPHONES = {"to": 2, "too": 2, "for": 4, "fore": 4, "won": 1, "ate": 8, "tree": 3, "oh": 0}
+
+
+def _normalize(transcript: str) -> str:
+    text = transcript.lower().replace("’", "'")
+    text = re.sub(r"(?<=[a-z])-(?=[a-z])", " ", text)  # twenty-five
+    text = re.sub(r"(?<=\d)\s*([+\-*/×÷x])\s*(?=\d)", r" \1 ", text)
+    return re.sub(r"[^\w'+\-*/×÷.\u4e00-\u9fff ]+", " ", text).strip(" .")
+
+
+def _arithmetic(text: str) -> tuple[float, str, float] | None:
+    """The first "<number> <operator> <number>" in a transcript, in words or digits."""
+    verb = re.search(r"\b(add|subtract|multiply|divide)\s+(.+)", text)
+    if verb:
+        kind, tokens = verb.group(1), _tokens(verb.group(2))
+        # "add one hundred and five and two": the last connector that leaves a number on
+        # its left splits the operands.
+        for i in reversed(range(1, len(tokens) - 1)):
+            if tokens[i] not in ("and", "to", "from", "by"):
+                continue
+            left, right = _parse_number(tokens[:i]), _leading_number(tokens[i + 1 :])
+            if left is None or right is None:
+                continue
+            if kind == "add":
+                return left, "+", right
+            if kind == "subtract":
+                return right, "-", left
+            return left, "*" if kind == "multiply" else "/", right
+    for phrase, operator in _OPERATORS:
+        pattern = (
+            rf"(?<![a-z]){re.escape(phrase)}(?![a-z])" if phrase.isascii() else re.escape(phrase)
+        )
+        for match in re.finditer(pattern, text):
+            before, after = text[: match.start()], text[match.end() :]
+            left = _trailing_number(_tokens(before))
+            right = _leading_number(_tokens(after))
+            if left is not None and right is not None:
+                return left, operator, right
+    return None
+
+
+def _tokens(text: str) -> list[str]:
+    return re.findall(r"\d+(?:\.\d+)?|[a-z']+|[\u4e00-\u9fff]", text)
+
+
+def _is_number_token(token: str) -> bool:
+    return token in _NUMBER_WORDS or token in _SCALES or bool(re.fullmatch(r"\d+(?:\.\d+)?", token))
+
+
+def _trailing_number(tokens: list[str]) -> float | None:
+    start = len(tokens)
+    while start > 0 and (
+        _is_number_token(tokens[start - 1])
+        or (tokens[start - 1] == "and" and start - 2 >= 0 and tokens[start - 2] in _SCALES)
+    ):
+        start -= 1
+    if start == len(tokens):
+        return float(_HOMOPHONES[tokens[-1]]) if tokens and tokens[-1] in _HOMOPHONES else None
+    return _parse_number(tokens[start:])
+
+
+def _leading_number(tokens: list[str]) -> float | None:
+    end = 0
+    while end < len(tokens) and (
+        _is_number_token(tokens[end])
+        or (
+            tokens[end] == "and"
+            and end > 0
+            and tokens[end - 1] in _SCALES
+            and end + 1 < len(tokens)
+            and tokens[end + 1] in _NUMBER_WORDS
+        )
+    ):
+        end += 1
+    if end == 0:
+        return float(_HOMOPHONES[tokens[0]]) if tokens and tokens[0] in _HOMOPHONES else None
+    return _parse_number(tokens[:end])
+
+
+def _parse_number(tokens: list[str]) -> float | None:
+    if len(tokens) == 1 and re.fullmatch(r"\d+(?:\.\d+)?", tokens[0]):
+        return float(tokens[0])
+    total = current = 0
+    seen = False
+    for i, token in enumerate(tokens):
+        if token == "and" and 0 < i < len(tokens) - 1 and tokens[i - 1] in _SCALES:
+            continue
+        if token in _NUMBER_WORDS:
+            current += _NUMBER_WORDS[token]
+        elif token == "hundred":
+            current = max(current, 1) * 100
+        elif token in _SCALES:
+            total += max(current, 1) * _SCALES[token]
+            current = 0
+        elif token.isdigit():
+            current += int(token)
+        else:
+            return None
+        seen = True
+    return float(total + current) if seen else None
+
+
+def number_words(value: float) -> str:
+    """English words for a number, e.g. 5 -> "five", -3.5 -> "minus three point five"."""
+    if value < 0:
+        return "minus " + number_words(-value)
+    rounded = round(value, 2)
+    whole = int(rounded)
+    if rounded != whole:
+        decimals = f"{rounded:.2f}".split(".")[1].rstrip("0")
+        return f"{number_words(whole)} point {' '.join(_UNITS[int(d)] for d in decimals)}"
+    if whole >= 1_000_000_000:
+        return str(whole)
+    parts: list[str] = []
+    for scale, name in ((1_000_000, "million"), (1_000, "thousand")):
+        if whole >= scale:
+            parts.append(f"{_below_thousand(whole // scale)} {name}")
+            whole %= scale
+    if whole or not parts:
+        parts.append(_below_thousand(whole))
+    return " ".join(parts)
+
+
+def _below_thousand(value: int) -> str:
+    hundreds, rest = divmod(value, 100)
+    words = [f"{_UNITS[hundreds]} hundred"] if hundreds else []
+    if rest >= 20:
+        tens, units = divmod(rest, 10)
+        words.append(_TENS[tens] + (f"-{_UNITS[units]}" if units else ""))
+    elif rest or not hundreds:
+        words.append(_UNITS[rest])
+    return " ".join(words)
+
+
+def _number_text(value: float) -> str:
+    rounded = round(value, 2)
+    return str(int(rounded)) if rounded == int(rounded) else f"{rounded:g}"

