@@ -1,59 +1,18 @@
-// The talk page: one button, the assistant's voice, the transcript and the state.
-import { RelayClient } from "./rtc-client.js";
+// The talk page: mounts the talk UI and wires the language switch.
+import { LANGUAGES, Translator } from "./i18n.js";
+import { mountTalkUI } from "./talk-ui.js";
 
 const config = JSON.parse(document.getElementById("relay-config").textContent);
-const button = document.getElementById("talk");
-const statusLine = document.getElementById("status");
-const transcript = document.getElementById("transcript");
-const player = document.getElementById("player");
-let client = null;
+const translator = new Translator();
+const languageSelect = document.getElementById("language");
 
-function show(text) {
-  statusLine.textContent = text;
+for (const [code, { name, tag }] of Object.entries(LANGUAGES)) {
+  languageSelect.append(new Option(name, code, false, code === translator.lang));
+  languageSelect.lastElementChild.lang = tag;
 }
+languageSelect.addEventListener("change", () => translator.setLang(languageSelect.value));
+translator.apply(document);
 
-function showTranscript(event) {
-  const key = `${event.role}:${event.item_id ?? Math.random()}`;
-  let line = transcript.querySelector(`[data-key="${CSS.escape(key)}"]`);
-  if (!line) {
-    line = document.createElement("p");
-    line.dataset.key = key;
-    line.className = event.role;
-    transcript.append(line);
-  }
-  line.textContent = `${event.role === "user" ? "You" : "Assistant"}: ${event.text}`;
-}
-
-async function start() {
-  button.disabled = true;
-  show("connecting");
-  client = new RelayClient(config);
-  client.addEventListener("state", (e) => show(e.detail.state.replace("_", " ")));
-  client.addEventListener("transcript", (e) => showTranscript(e.detail));
-  client.addEventListener("error", (e) => show(e.detail.message));
-  client.addEventListener("track", (e) => {
-    player.srcObject = e.detail.stream;
-    player.play().catch(() => {});
-  });
-  try {
-    await client.connect();
-    button.textContent = "End";
-  } catch (error) {
-    show(error.message);
-    client = null;
-    button.textContent = "Talk";
-  } finally {
-    button.disabled = false;
-  }
-}
-
-function stop() {
-  client?.close();
-  client = null;
-  player.srcObject = null;
-  button.textContent = "Talk";
-  show("ended");
-}
-
-button.addEventListener("click", () => (client ? stop() : start()));
-window.addEventListener("pagehide", () => client?.close());
+const ui = mountTalkUI(document.getElementById("app"), { config, translator });
+// For debugging and the browser tests: the UI, its RelayClient (ui.client) and its microphone.
+window.voiceRelay = ui;

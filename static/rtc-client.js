@@ -1,22 +1,45 @@
 // RelayClient: signalling, peer connection, data channel and events for one conversation.
 // No DOM: pages and the widget wire it to their own elements.
+//
+// Events (CustomEvent, payload in `detail`): every server event by its `type` ("state",
+// "transcript", "latency", "interrupted", "error", "ended", ...) and as "event"; "track"
+// {track, stream}; "connectionstate" {state}; "reconnecting" {reason}; "reconnected"
+// {sessionId}; "closed" {reason, error?} once the conversation is over for good.
 
 const DEFAULT_GATHER_TIMEOUT_MS = 2000;
+const HANGUP_TIMEOUT_MS = 2000;
+// A peer connection "disconnected" this long is treated as dropped (ICE may recover before).
+const DISCONNECT_GRACE_MS = 4000;
+// A connection that stayed up this long earns its automatic reconnect back.
+const STABLE_CONNECTION_MS = 30_000;
+// Server end reasons that are a normal end of the conversation, not a dropped connection.
+const FINAL_END_REASONS = new Set(["hangup", "max_duration"]);
 
 export class RelayError extends Error {
-  constructor(code, message) {
+  constructor(code, message, { status = null, retryAfterS = null } = {}) {
     super(message);
+    this.name = "RelayError";
     this.code = code;
+    this.status = status;
+    this.retryAfterS = retryAfterS;
   }
 }
 
 export class RelayClient extends EventTarget {
+  #reconnectsLeft = 0;
+  #connectedAt = null;
+  #graceTimer = null;
+  #dropping = false;
+  #closed = true;
+
   constructor(options = {}) {
     super();
     this.sessionsUrl = options.sessionsUrl ?? "/api/sessions";
     this.iceServers = options.iceServers ?? [];
     this.gatherTimeoutMs = options.iceGatherTimeoutMs ?? DEFAULT_GATHER_TIMEOUT_MS;
     this.extraBody = options.extraBody ?? {};
+    // Automatic reconnects after a dropped connection (0 keeps the original behaviour).
+    this.reconnects = options.reconnects ?? 0;
     this.pc = null;
     this.channel = null;
     this.sessionId = null;
@@ -25,40 +48,26 @@ export class RelayClient extends EventTarget {
   }
 
   // Opens the microphone (when no stream is given), negotiates, and resolves once answered.
+  // The client owns the stream from here on: close() stops its tracks.
   async connect(stream) {
     if (!window.RTCPeerConnection) {
       throw new RelayError("no_webrtc", "This browser does not support WebRTC.");
     }
-    this.localStream = stream ?? (await openMicrophone());
-    const pc = new RTCPeerConnection({ iceServers: this.iceServers });
-    this.pc = pc;
-    this.remoteStream = new MediaStream();
-    pc.addEventListener("track", (event) => {
-      this.remoteStream.addTrack(event.track);
-      this.#emit("track", { track: event.track, stream: this.remoteStream });
-    });
-    pc.addEventListener("connectionstatechange", () => {
-      this.#emit("connectionstate", { state: pc.connectionState });
-    });
-    for (const track of this.localStream.getAudioTracks()) pc.addTrack(track, this.localStream);
-    this.channel = pc.createDataChannel("events");
-    this.channel.addEventListener("message", (event) => this.#onMessage(event.data));
-    await pc.setLocalDescription(await pc.createOffer());
-    await waitForIceGathering(pc, this.gatherTimeoutMs);
-    const response = await fetch(this.sessionsUrl, {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ ...this.extraBody, sdp: pc.localDescription.sdp, type: "offer" }),
-    });
-    const body = await response.json().catch(() => ({}));
-    if (!response.ok) {
-      const error = body.error ?? {};
-      this.close();
-      throw new RelayError(error.code ?? `http_${response.status}`, error.message ?? response.statusText);
+    this.#closed = false;
+    this.#reconnectsLeft = this.reconnects;
+    this.#connectedAt = null;
+    try {
+      const opened = stream ?? (await openMicrophone());
+      if (this.#closed) {
+        if (!stream) opened.getTracks().forEach((track) => track.stop());
+        throw abortedError();
+      }
+      this.localStream = opened;
+      return await this.#negotiate();
+    } catch (error) {
+      if (error.code !== "aborted") this.close();
+      throw error;
     }
-    this.sessionId = body.session_id;
-    await pc.setRemoteDescription({ type: body.type, sdp: body.sdp });
-    return this.remoteStream;
   }
 
   send(event) {
@@ -77,19 +86,82 @@ export class RelayClient extends EventTarget {
 
   // Hangs up: tells the server, stops every track (the microphone light goes off), resets state.
   close() {
-    const sessionId = this.sessionId;
-    if (sessionId) {
-      fetch(`${this.sessionsUrl}/${encodeURIComponent(sessionId)}`, { method: "DELETE", keepalive: true })
-        .catch(() => {});
-    }
-    this.pc?.getTransceivers().forEach((transceiver) => transceiver.stop?.());
+    this.#closed = true;
     this.pc?.getSenders().forEach((sender) => sender.track?.stop());
     this.localStream?.getTracks().forEach((track) => track.stop());
-    this.pc?.close();
-    this.pc = null;
-    this.channel = null;
-    this.sessionId = null;
+    this.#teardown({ hangUp: true });
     this.localStream = null;
+  }
+
+  async #negotiate() {
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers });
+    this.pc = pc;
+    const remoteStream = new MediaStream();
+    this.remoteStream = remoteStream;
+    pc.addEventListener("track", (event) => {
+      if (this.pc !== pc) return;
+      remoteStream.addTrack(event.track);
+      this.#emit("track", { track: event.track, stream: remoteStream });
+    });
+    pc.addEventListener("connectionstatechange", () => {
+      if (this.pc === pc) this.#onConnectionState(pc.connectionState);
+    });
+    for (const track of this.localStream.getAudioTracks()) pc.addTrack(track, this.localStream);
+    const channel = pc.createDataChannel("events");
+    this.channel = channel;
+    channel.addEventListener("message", (event) => {
+      if (this.pc === pc) this.#onMessage(event.data);
+    });
+    // The server's peer went away without an `ended` event: its SCTP association closed.
+    channel.addEventListener("close", () => {
+      if (this.pc === pc) this.#dropped("channel_closed");
+    });
+    await pc.setLocalDescription(await pc.createOffer());
+    await waitForIceGathering(pc, this.gatherTimeoutMs);
+    if (this.pc !== pc) throw abortedError();
+    const body = await this.#postOffer(pc.localDescription.sdp);
+    if (this.pc !== pc) {
+      deleteSession(this.sessionsUrl, body.session_id);
+      throw abortedError();
+    }
+    this.sessionId = body.session_id;
+    await pc.setRemoteDescription({ type: body.type, sdp: body.sdp });
+    return remoteStream;
+  }
+
+  async #postOffer(sdp) {
+    let response;
+    try {
+      response = await fetch(this.sessionsUrl, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ ...this.extraBody, sdp, type: "offer" }),
+      });
+    } catch {
+      throw new RelayError("network", "The server could not be reached.");
+    }
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      const error = body.error ?? {};
+      throw new RelayError(error.code ?? `http_${response.status}`, error.message ?? response.statusText, {
+        status: response.status,
+        retryAfterS: parseRetryAfter(response.headers.get("Retry-After")),
+      });
+    }
+    return body;
+  }
+
+  #onConnectionState(state) {
+    this.#emit("connectionstate", { state });
+    clearTimeout(this.#graceTimer);
+    this.#graceTimer = null;
+    if (state === "connected") {
+      this.#connectedAt = performance.now();
+    } else if (state === "failed") {
+      this.#dropped("ice_failed");
+    } else if (state === "disconnected") {
+      this.#graceTimer = setTimeout(() => this.#dropped("disconnected"), DISCONNECT_GRACE_MS);
+    }
   }
 
   #onMessage(data) {
@@ -101,11 +173,85 @@ export class RelayClient extends EventTarget {
     }
     this.#emit("event", event);
     if (event.type) this.#emit(event.type, event);
+    if (event.type === "ended") {
+      this.sessionId = null; // the server has ended it already: no DELETE
+      if (FINAL_END_REASONS.has(event.reason)) this.#finish(event.reason);
+      else this.#dropped(event.reason ?? "ended");
+    }
+  }
+
+  // The connection went away without anyone hanging up: reconnect once with the same microphone.
+  async #dropped(reason) {
+    if (this.#closed || this.#dropping) return;
+    if (this.#connectedAt !== null && performance.now() - this.#connectedAt > STABLE_CONNECTION_MS) {
+      this.#reconnectsLeft = this.reconnects;
+    }
+    if (this.#reconnectsLeft <= 0) {
+      this.#finish(reason);
+      return;
+    }
+    this.#reconnectsLeft -= 1;
+    this.#dropping = true;
+    this.#emit("reconnecting", { reason });
+    this.#teardown({ hangUp: true });
+    try {
+      await this.#negotiate();
+      this.#dropping = false;
+      this.#emit("reconnected", { sessionId: this.sessionId });
+    } catch (error) {
+      this.#dropping = false;
+      if (error.code !== "aborted") this.#finish(reason, error);
+    }
+  }
+
+  #finish(reason, error) {
+    if (this.#closed) return;
+    this.close();
+    this.#emit("closed", { reason, error });
+  }
+
+  // Stops the peer connection; the microphone stays open unless close() stops it.
+  #teardown({ hangUp }) {
+    clearTimeout(this.#graceTimer);
+    this.#graceTimer = null;
+    const hangingUp = hangUp && this.sessionId ? deleteSession(this.sessionsUrl, this.sessionId) : null;
+    const pc = this.pc;
+    this.pc = null;
+    this.channel = null;
+    this.sessionId = null;
+    this.#connectedAt = null;
+    if (!pc) return;
+    pc.getTransceivers().forEach((transceiver) => transceiver.stop?.());
+    // Closing the peer only once the DELETE is answered lets the server log a hang-up
+    // rather than a vanished peer (and spares the page a 404 for the race).
+    if (hangingUp) hangingUp.finally(() => pc.close());
+    else pc.close();
   }
 
   #emit(type, detail) {
     this.dispatchEvent(new CustomEvent(type, { detail }));
   }
+}
+
+// Resolves (never rejects) once the server answered the hang-up or HANGUP_TIMEOUT_MS passed.
+function deleteSession(sessionsUrl, sessionId) {
+  const signal = AbortSignal.timeout?.(HANGUP_TIMEOUT_MS);
+  return fetch(`${sessionsUrl}/${encodeURIComponent(sessionId)}`, { method: "DELETE", keepalive: true, signal })
+    .then(() => {})
+    .catch(() => {});
+}
+
+function abortedError() {
+  return new RelayError("aborted", "The conversation was ended while connecting.");
+}
+
+// Retry-After is either delta-seconds or an HTTP date (RFC 9110 §10.2.3).
+export function parseRetryAfter(value) {
+  if (!value) return null;
+  const seconds = Number(value);
+  if (Number.isFinite(seconds)) return Math.max(0, Math.ceil(seconds));
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? null : Math.max(0, Math.ceil((date - Date.now()) / 1000));
 }
 
 export async function openMicrophone() {
@@ -128,6 +274,9 @@ export async function openMicrophone() {
     }
     if (error.name === "NotFoundError" || error.name === "OverconstrainedError") {
       throw new RelayError("no_mic", "No microphone was found. Connect one and try again.");
+    }
+    if (error.name === "NotReadableError" || error.name === "AbortError") {
+      throw new RelayError("mic_busy", "The microphone is busy or could not start.");
     }
     throw new RelayError("mic_error", `The microphone could not be opened (${error.name}).`);
   }

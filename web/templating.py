@@ -18,9 +18,10 @@ templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 
 
 def page_config(settings: Settings) -> dict[str, Any]:
-    """What the browser client needs: where to signal and which ICE servers to use."""
+    """What the browser client needs: where to signal, which ICE servers, which model answers."""
     return {
         "sessionsUrl": "/api/sessions",
         "iceServers": [server.model_dump(exclude_none=True) for server in settings.ice_servers],
         "iceGatherTimeoutMs": ICE_GATHER_TIMEOUT_MS,
+        "model": settings.resolved_model,
     }

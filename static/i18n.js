@@ -1,0 +1,238 @@
+// Interface text in English and Chinese, chosen from navigator.languages and remembered.
+// Elements carry their key (data-i18n, data-i18n-attrs) so a language switch re-renders them.
+
+const STRINGS = {
+  en: {
+    "app.title": "Talk to the assistant",
+    "app.subtitle": "Press start and speak naturally. You can interrupt at any time.",
+    "app.language": "Language",
+    "app.model": "Model: {model}",
+    "app.noscript": "This page needs JavaScript to talk to the assistant.",
+    "call.start": "Start conversation",
+    "call.end": "End conversation",
+    "call.cancel": "Cancel",
+    "state.idle": "Ready",
+    "state.starting": "Waiting for the microphone…",
+    "state.connecting": "Connecting…",
+    "state.listening": "Listening",
+    "state.user_speaking": "You are speaking",
+    "state.assistant_speaking": "Assistant speaking",
+    "state.reconnecting": "Connection lost, reconnecting…",
+    "state.ended": "Conversation ended",
+    "state.muted": "microphone muted",
+    "meter.you": "You",
+    "meter.assistant": "Assistant",
+    "tone.title": "Tone of voice",
+    "tone.pitch": "Pitch",
+    "tone.pitch_range": "Pitch range",
+    "tone.loudness": "Loudness",
+    "tone.rate": "Speaking rate",
+    "tone.duration": "Length",
+    "tone.voiced": "Voiced",
+    "tone.syllables": "Syllables",
+    "unit.sps": "syll/s",
+    "conv.title": "Conversation",
+    "conv.empty": "What you and the assistant say will appear here.",
+    "conv.interrupted": "interrupted",
+    "conv.latency": "replied in {ms} ms",
+    "conv.sending": "sending…",
+    "conv.speaking": "Speaking…",
+    "conv.spoken": "Spoken message ({s} s)",
+    "conv.reconnected": "Reconnected after the connection dropped.",
+    "conv.download_txt": "Download text",
+    "conv.download_json": "Download JSON",
+    "conv.txt": "Text",
+    "conv.json": "JSON",
+    "conv.export_title": "Conversation exported {time}",
+    "role.user": "You",
+    "role.assistant": "Assistant",
+    "role.note": "Note",
+    "composer.label": "Message",
+    "composer.placeholder": "Type a message…",
+    "composer.offline": "Start a conversation to type a message",
+    "composer.send": "Send",
+    "control.mute": "Mute",
+    "control.unmute": "Unmute",
+    "control.interrupt": "Interrupt",
+    "latency.last": "Last reply {ms} ms",
+    "alert.dismiss": "Dismiss",
+    "alert.play": "Play audio",
+    "error.no_webrtc": "This browser can't make voice calls (WebRTC is missing). Please use a recent Chrome, Edge, Firefox or Safari.",
+    "error.insecure_context": "The microphone only works on secure pages. Open this site over HTTPS (or on localhost).",
+    "error.mic_denied": "Microphone access is blocked. Allow the microphone for this site (see the icon in the address bar), then press Start again.",
+    "error.no_mic": "No microphone was found. Connect one, then press Start again.",
+    "error.mic_busy": "The microphone is in use by another app or could not start. Close other apps that use it and try again.",
+    "error.mic_error": "The microphone could not be opened ({detail}).",
+    "error.network": "The server can't be reached. Check your connection and try again.",
+    "error.busy": "Too many conversations right now. Please try again in a moment.",
+    "error.busy_retry": "Too many conversations right now. Please try again in {s} seconds.",
+    "error.unavailable": "The service is temporarily unavailable. Please try again in a moment.",
+    "error.unavailable_retry": "The service is temporarily unavailable. Please try again in {s} seconds.",
+    "error.backend_unavailable": "The voice model can't be reached right now. Please try again later.",
+    "error.backend_error": "The voice model reported a problem: {detail}",
+    "error.invalid_client_event": "That message could not be sent: {detail}",
+    "error.not_connected": "Not connected: the message was not sent.",
+    "error.autoplay": "The browser blocked the assistant's voice.",
+    "error.generic": "Something went wrong: {detail}",
+    "ended.max_duration": "The conversation reached its time limit. Start again to keep talking.",
+    "ended.server_shutdown": "The server is restarting. Please start again in a moment.",
+    "ended.dropped": "The connection was lost and could not be restored. Press Start to try again.",
+  },
+  zh: {
+    "app.title": "与助手对话",
+    "app.subtitle": "点击开始，自然地说话。你可以随时打断。",
+    "app.language": "语言",
+    "app.model": "模型：{model}",
+    "app.noscript": "此页面需要启用 JavaScript 才能与助手对话。",
+    "call.start": "开始对话",
+    "call.end": "结束对话",
+    "call.cancel": "取消",
+    "state.idle": "准备就绪",
+    "state.starting": "正在等待麦克风…",
+    "state.connecting": "正在连接…",
+    "state.listening": "正在聆听",
+    "state.user_speaking": "你正在说话",
+    "state.assistant_speaking": "助手正在说话",
+    "state.reconnecting": "连接中断，正在重新连接…",
+    "state.ended": "对话已结束",
+    "state.muted": "麦克风已静音",
+    "meter.you": "你",
+    "meter.assistant": "助手",
+    "tone.title": "语气",
+    "tone.pitch": "音高",
+    "tone.pitch_range": "音高范围",
+    "tone.loudness": "响度",
+    "tone.rate": "语速",
+    "tone.duration": "时长",
+    "tone.voiced": "发声",
+    "tone.syllables": "音节",
+    "unit.sps": "音节/秒",
+    "conv.title": "对话记录",
+    "conv.empty": "你和助手说的话会显示在这里。",
+    "conv.interrupted": "已打断",
+    "conv.latency": "{ms} 毫秒后回复",
+    "conv.sending": "发送中…",
+    "conv.speaking": "正在说话…",
+    "conv.spoken": "语音消息（{s} 秒）",
+    "conv.reconnected": "连接中断后已重新连接。",
+    "conv.download_txt": "下载文本",
+    "conv.download_json": "下载 JSON",
+    "conv.txt": "文本",
+    "conv.json": "JSON",
+    "conv.export_title": "对话导出于 {time}",
+    "role.user": "你",
+    "role.assistant": "助手",
+    "role.note": "提示",
+    "composer.label": "消息",
+    "composer.placeholder": "输入消息…",
+    "composer.offline": "开始对话后即可输入文字",
+    "composer.send": "发送",
+    "control.mute": "静音",
+    "control.unmute": "取消静音",
+    "control.interrupt": "打断",
+    "latency.last": "上次回复 {ms} 毫秒",
+    "alert.dismiss": "关闭",
+    "alert.play": "播放声音",
+    "error.no_webrtc": "此浏览器不支持语音通话（缺少 WebRTC）。请使用新版 Chrome、Edge、Firefox 或 Safari。",
+    "error.insecure_context": "麦克风只能在安全页面上使用。请通过 HTTPS（或在 localhost 上）打开此网站。",
+    "error.mic_denied": "麦克风权限被拒绝。请在浏览器地址栏中允许此网站使用麦克风，然后再次点击开始。",
+    "error.no_mic": "未找到麦克风。请连接麦克风后再次点击开始。",
+    "error.mic_busy": "麦克风正被其他应用使用或无法启动。请关闭占用麦克风的应用后重试。",
+    "error.mic_error": "无法打开麦克风（{detail}）。",
+    "error.network": "无法连接到服务器。请检查网络后重试。",
+    "error.busy": "当前对话人数过多，请稍后再试。",
+    "error.busy_retry": "当前对话人数过多，请在 {s} 秒后重试。",
+    "error.unavailable": "服务暂时不可用，请稍后再试。",
+    "error.unavailable_retry": "服务暂时不可用，请在 {s} 秒后重试。",
+    "error.backend_unavailable": "暂时无法连接语音模型，请稍后再试。",
+    "error.backend_error": "语音模型报告了一个问题：{detail}",
+    "error.invalid_client_event": "消息无法发送：{detail}",
+    "error.not_connected": "尚未连接，消息未发送。",
+    "error.autoplay": "浏览器阻止了助手的声音播放。",
+    "error.generic": "出现问题：{detail}",
+    "ended.max_duration": "对话已达到时长上限。如需继续，请重新开始。",
+    "ended.server_shutdown": "服务器正在重启，请稍后重新开始。",
+    "ended.dropped": "连接已中断且无法恢复。请点击开始重试。",
+  },
+};
+
+export const LANGUAGES = { en: { name: "English", tag: "en" }, zh: { name: "中文", tag: "zh-CN" } };
+const DEFAULT_STORAGE_KEY = "voice-relay.lang";
+
+export function detectLanguage(preferred = navigator.languages ?? [navigator.language]) {
+  for (const tag of preferred) {
+    const base = String(tag).toLowerCase().split("-")[0];
+    if (Object.hasOwn(STRINGS, base)) return base;
+  }
+  return "en";
+}
+
+export class Translator extends EventTarget {
+  constructor({ storageKey = DEFAULT_STORAGE_KEY, lang } = {}) {
+    super();
+    this.storageKey = storageKey;
+    this.lang = normalize(lang ?? readStored(storageKey) ?? detectLanguage());
+  }
+
+  t(key, params = {}) {
+    const template = STRINGS[this.lang][key] ?? STRINGS.en[key] ?? key;
+    return template.replace(/\{(\w+)\}/g, (match, name) => (name in params ? String(params[name]) : match));
+  }
+
+  // Switches language, remembers it, and re-renders every bound element under `root`.
+  setLang(lang, root = document) {
+    this.lang = normalize(lang);
+    try {
+      localStorage.setItem(this.storageKey, this.lang);
+    } catch {
+      // Storage can be disabled (private browsing); the choice then lasts for this page only.
+    }
+    this.apply(root);
+    this.dispatchEvent(new CustomEvent("change", { detail: { lang: this.lang } }));
+  }
+
+  // Sets `el`'s text from `key` and remembers the key for later language switches.
+  text(el, key, params) {
+    el.dataset.i18n = key;
+    if (params) el.dataset.i18nParams = JSON.stringify(params);
+    else delete el.dataset.i18nParams;
+    el.textContent = this.t(key, params);
+    return el;
+  }
+
+  // Sets attribute `name` of `el` from `key` (e.g. placeholder, aria-label, title).
+  attr(el, name, key, params) {
+    const attrs = JSON.parse(el.dataset.i18nAttrs ?? "{}");
+    attrs[name] = params ? [key, params] : [key];
+    el.dataset.i18nAttrs = JSON.stringify(attrs);
+    el.setAttribute(name, this.t(key, params));
+    return el;
+  }
+
+  apply(root = document) {
+    if (root === document || root === document.documentElement) {
+      document.documentElement.lang = LANGUAGES[this.lang].tag;
+    }
+    for (const el of root.querySelectorAll("[data-i18n]")) {
+      const params = el.dataset.i18nParams ? JSON.parse(el.dataset.i18nParams) : undefined;
+      el.textContent = this.t(el.dataset.i18n, params);
+    }
+    for (const el of root.querySelectorAll("[data-i18n-attrs]")) {
+      for (const [name, [key, params]] of Object.entries(JSON.parse(el.dataset.i18nAttrs))) {
+        el.setAttribute(name, this.t(key, params));
+      }
+    }
+  }
+}
+
+function normalize(lang) {
+  return Object.hasOwn(STRINGS, lang) ? lang : "en";
+}
+
+function readStored(storageKey) {
+  try {
+    return localStorage.getItem(storageKey);
+  } catch {
+    return null;
+  }
+}
