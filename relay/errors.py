@@ -21,3 +21,11 @@ class BackendError(RelayError):
 
 class PolicyViolation(RelayError):
     """A page sent something it is not allowed to send."""
+
+
+class AtCapacity(RelayError):
+    """The process already runs as many sessions as it can serve well; retry later."""
+
+    def __init__(self, message: str, retry_after_s: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame
 
-from .audio import BYTES_PER_MS, FRAME_BYTES, FRAME_S, FRAME_SAMPLES, pcm_frame
+from .audio import BYTES_PER_MS, FRAME_BYTES, FRAME_S, FRAME_SAMPLES, WebRtcResampler, pcm_frame
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +47,12 @@ class PlayoutTrack(MediaStreamTrack):
         self,
         on_item_started: Callable[[str | None], None] | None = None,
         on_drained: Callable[[], None] | None = None,
+        *,
+        webrtc_rate: bool = False,
     ) -> None:
         super().__init__()
+        # With webrtc_rate, frames leave at 48 kHz: 20 ms less latency in aiortc's encoder.
+        self._to_webrtc = WebRtcResampler() if webrtc_rate else None
         self._segments: deque[tuple[ItemPlayout, bytes]] = deque()
         self._head_offset = 0
         self._buffered_bytes = 0
@@ -116,6 +120,8 @@ class PlayoutTrack(MediaStreamTrack):
                 self._start = loop.time() - self._pts * FRAME_S / FRAME_SAMPLES
             if self.readyState != "live":
                 raise MediaStreamError
+        if self._to_webrtc is not None:
+            return self._to_webrtc.frame(self._next_pcm(), self._pts)
         return pcm_frame(self._next_pcm(), self._pts)
 
     def _next_pcm(self) -> bytes:

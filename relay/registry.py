@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Callable
 
 from aiortc import RTCSessionDescription
 
 from .backends import BackendConfig
-from .errors import SessionNotFound
+from .errors import AtCapacity, SessionNotFound
 from .session import Session, SessionOptions
+
+RETRY_AFTER_S = 5
 
 
 class SessionRegistry:
-    """Owns every live Session; a session removes itself here when it ends, whatever the cause."""
+    """Owns every live Session; a session removes itself here when it ends, whatever the cause.
+
+    A session counts from the moment its offer is accepted until its close has finished, so
+    sessions still negotiating or tearing down count against `max_sessions` too.
+    """
 
     def __init__(self, options: SessionOptions) -> None:
         self.options = options
@@ -32,10 +39,34 @@ class SessionRegistry:
             raise SessionNotFound(f"no live session {session_id!r}") from None
 
     async def create(
-        self, offer: RTCSessionDescription, backend: BackendConfig
+        self,
+        offer: RTCSessionDescription,
+        backend: BackendConfig,
+        *,
+        max_sessions: int | None = None,
+        options: SessionOptions | None = None,
+        on_closed: Callable[[Session], None] | None = None,
     ) -> tuple[Session, RTCSessionDescription]:
+        """Start a session from `offer`; raises AtCapacity when `max_sessions` are live already.
+
+        `options` replaces the registry's for this session; `on_closed` runs once it has ended.
+        """
+        # Check and insert with no await in between: concurrent offers cannot both take the
+        # last place.
+        if max_sessions is not None and len(self._sessions) >= max_sessions:
+            raise AtCapacity(
+                f"This server is busy: it is already running {len(self._sessions)} "
+                f"conversations, its limit. Please try again in a few seconds.",
+                retry_after_s=RETRY_AFTER_S,
+            )
         session_id = secrets.token_urlsafe(12)
-        session = Session(session_id, backend, self.options, on_closed=self._forget)
+
+        def closed(session: Session) -> None:
+            self._forget(session)
+            if on_closed is not None:
+                on_closed(session)
+
+        session = Session(session_id, backend, options or self.options, on_closed=closed)
         self._sessions[session_id] = session
         answer = await session.answer(offer)
         return session, answer

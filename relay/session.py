@@ -67,7 +67,7 @@ class Session:
         self._started_at = self._loop.time()
         self._client = RealtimeClient(backend, dialect_for(backend.dialect))
         self.playout = PlayoutTrack(
-            on_item_started=self._on_item_started, on_drained=self._on_drained
+            on_item_started=self._on_item_started, on_drained=self._on_drained, webrtc_rate=True
         )
         self.pc: RTCPeerConnection = create_peer_connection(options.ice_servers)
         self._uplink: Uplink | None = None
@@ -146,6 +146,9 @@ class Session:
         reason = "backend_closed"
         try:
             await self._client.connect()
+            greeting = self._client.dialect.greeting_event(self.backend)
+            if greeting is not None:
+                self._client.send(greeting)
             if self.pc.connectionState == "connected":
                 self._set_state(State.LISTENING)
             async for event in self._client.events():

@@ -8,6 +8,10 @@ const STRINGS = {
     "app.language": "Language",
     "app.model": "Model: {model}",
     "app.noscript": "This page needs JavaScript to talk to the assistant.",
+    "link.share": "Share or embed this demo",
+    "demos.title": "Try a persona",
+    "link.url": "Link",
+    "link.embed": "Embed on your site",
     "call.start": "Start conversation",
     "call.end": "End conversation",
     "call.cancel": "Cancel",
@@ -84,6 +88,10 @@ const STRINGS = {
     "app.language": "语言",
     "app.model": "模型：{model}",
     "app.noscript": "此页面需要启用 JavaScript 才能与助手对话。",
+    "link.share": "分享或嵌入此演示",
+    "demos.title": "试试这些角色",
+    "link.url": "链接",
+    "link.embed": "嵌入到你的网站",
     "call.start": "开始对话",
     "call.end": "结束对话",
     "call.cancel": "取消",
@@ -168,10 +176,12 @@ export function detectLanguage(preferred = navigator.languages ?? [navigator.lan
 }
 
 export class Translator extends EventTarget {
-  constructor({ storageKey = DEFAULT_STORAGE_KEY, lang } = {}) {
+  // `lang` forces a language; otherwise the visitor's saved choice, then `fallback` (a demo
+  // link's language), then the browser's.
+  constructor({ storageKey = DEFAULT_STORAGE_KEY, lang, fallback } = {}) {
     super();
     this.storageKey = storageKey;
-    this.lang = normalize(lang ?? readStored(storageKey) ?? detectLanguage());
+    this.lang = normalize(lang ?? readStored(storageKey) ?? fallback ?? detectLanguage());
   }
 
   t(key, params = {}) {

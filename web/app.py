@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,9 +13,9 @@ from relay import SessionRegistry, use_host_addresses
 
 from .backend import backend_config, session_options
 from .errors import install_error_handlers
-from .links import BUILT_IN_LINKS, LinkExists, SessionLimiter, SqliteLinkStore
+from .links import LINKS_FILE, SessionLimiter, SqliteLinkStore, seed_built_in_links
 from .links.tokens import signer_for
-from .routes import admin, pages, realtime, sessions
+from .routes import admin, links, pages, realtime, sessions
 from .settings import Settings, secret_value
 from .templating import STATIC_DIR
 
@@ -30,7 +29,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.registry = SessionRegistry(session_options(settings))
-        app.state.links = await open_link_store(settings)
+        app.state.links = SqliteLinkStore(settings.data_dir / LINKS_FILE)
+        await seed_built_in_links(app.state.links)
         app.state.signer = signer_for(secret_value(settings.secret_key), settings.data_dir)
         app.state.limiter = SessionLimiter(settings.sessions_per_ip_per_minute)
         backend = backend_config(settings)
@@ -47,16 +47,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(realtime.router)
     app.include_router(pages.router)
+    app.include_router(links.router)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     return app
-
-
-async def open_link_store(settings: Settings) -> SqliteLinkStore:
-    """The links database under the data directory, with the built-in links on first run."""
-    store = SqliteLinkStore(settings.data_dir / "links.sqlite3")
-    existing = {link.slug for link in await store.list()}
-    for link in BUILT_IN_LINKS:
-        if link.slug not in existing:
-            with contextlib.suppress(LinkExists):
-                await store.create(link)
-    return store

@@ -1,31 +1,47 @@
-"""Turns settings into the relay's backend and session configuration."""
+"""Turns settings (and a demo link's locked fields) into the relay's configuration."""
 
 from __future__ import annotations
 
 from relay import BackendConfig, IceServerConfig, SessionOptions
 
-from .settings import Settings
+from .links import DemoLink
+from .settings import BackendName, Settings
 
 
-def backend_config(settings: Settings) -> BackendConfig:
-    backend = settings.resolved_backend
-    if settings.backend_url:
+def backend_config(settings: Settings, link: DemoLink | None = None) -> BackendConfig:
+    """The server's backend, or the one a link sets; a link never inherits another persona."""
+    backend: BackendName = settings.resolved_backend
+    if link is not None and link.backend is not None:
+        backend = link.backend
+    same_backend = backend == settings.resolved_backend
+    if settings.backend_url and same_backend:
         url = settings.backend_url
     elif backend == "local":
         url = settings.local_backend_url()
     else:
         url = ""  # the dialect's own public endpoint
-    key = settings.api_key()
+    key = settings.key_for(backend)
+    if link is None:
+        model, voice = settings.resolved_model, settings.voice
+        instructions, greeting = settings.instructions, None
+    else:
+        model = link.model or (settings.resolved_model if same_backend else "")
+        voice, greeting = link.persona.voice, link.persona.greeting
+        instructions = link.persona.instructions or None
     return BackendConfig(
         dialect=backend,
         url=url,
-        model=settings.resolved_model,
+        model=model,
         api_key=key.get_secret_value() if key is not None else None,
-        voice=settings.voice,
-        instructions=settings.instructions,
+        voice=voice,
+        instructions=instructions,
+        greeting=greeting,
     )
 
 
-def session_options(settings: Settings) -> SessionOptions:
+def session_options(settings: Settings, link: DemoLink | None = None) -> SessionOptions:
     servers = [IceServerConfig(s.urls, s.username, s.credential) for s in settings.ice_servers]
-    return SessionOptions(ice_servers=servers, max_duration_s=settings.max_session_s)
+    max_duration_s = settings.max_session_s
+    if link is not None:
+        max_duration_s = min(max_duration_s, link.limits.max_session_s)
+    return SessionOptions(ice_servers=servers, max_duration_s=max_duration_s)

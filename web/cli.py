@@ -1,4 +1,4 @@
-"""The `voice-relay` command."""
+"""The `voice-relay` command: `serve`, `backend` (local backend only) and `links` (demo links)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,27 @@ import argparse
 import logging
 import sys
 
+import uvicorn
+from fastapi import FastAPI
 from pydantic import ValidationError
 
+from relay import rtp_level
+
 from .app import create_app
+from .links import cli as links_cli
+from .routes import realtime
 from .server import RelayServer
 from .settings import Settings
+
+BACKEND_HOST = "127.0.0.1"
+BACKEND_PORT = 8001
+
+
+def create_backend_app() -> FastAPI:
+    """Only the embedded realtime endpoint (`/v1/realtime`), to run the local models alone."""
+    app = FastAPI(title="voice-relay backend", openapi_url=None)
+    app.include_router(realtime.router)
+    return app
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,22 +35,40 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="run the web server (relay + local backend)")
     serve.add_argument("--host", help="address to listen on (VOICE_RELAY_HOST)")
     serve.add_argument("--port", type=int, help="port to listen on (VOICE_RELAY_PORT)")
+    backend = commands.add_parser(
+        "backend",
+        help="run only the local realtime endpoint /v1/realtime (point a relay at it with "
+        "VOICE_RELAY_BACKEND_URL=ws://HOST:PORT/v1/realtime)",
+    )
+    backend.add_argument("--host", default=BACKEND_HOST, help=f"default {BACKEND_HOST}")
+    backend.add_argument("--port", type=int, default=BACKEND_PORT, help=f"default {BACKEND_PORT}")
+    links_cli.add_commands(commands)
     args = parser.parse_args(argv)
 
-    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    overrides = {}
+    if args.command == "serve":
+        overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
         print(f"voice-relay: invalid settings:\n{exc}", file=sys.stderr)  # noqa: T201
         return 2
+    if args.command == "links":
+        return links_cli.run(args, settings)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    log_level = settings.log_level.lower()
+    if args.command == "backend":
+        config = uvicorn.Config(
+            create_backend_app(), host=args.host, port=args.port, log_level=log_level
+        )
+        uvicorn.Server(config).run()
+        return 0
+    # Process-wide: aiortc's RTP audio level in numpy (docs/performance.md).
+    rtp_level.install()
     server = RelayServer(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
+        create_app(settings), host=settings.host, port=settings.port, log_level=log_level
     )
     server.run()
     return 0

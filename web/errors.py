@@ -8,12 +8,14 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from relay import BackendError, PolicyViolation, RelayError, SessionNotFound, SignallingError
+from relay.errors import AtCapacity
 
 STATUS_FOR: list[tuple[type[RelayError], int, str]] = [
     (SignallingError, 400, "bad_offer"),
     (SessionNotFound, 404, "session_not_found"),
     (PolicyViolation, 403, "not_allowed"),
     (BackendError, 502, "backend_unavailable"),
+    (AtCapacity, 503, "at_capacity"),
 ]
 
 
@@ -43,7 +45,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def relay_error(request: Request, exc: Exception) -> JSONResponse:
         for kind, status, code in STATUS_FOR:
             if isinstance(exc, kind):
-                return error_response(status, code, str(exc))
+                headers = None
+                if isinstance(exc, AtCapacity):
+                    headers = {"Retry-After": str(exc.retry_after_s)}
+                return error_response(status, code, str(exc), headers)
         return error_response(500, "relay_error", str(exc))
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:

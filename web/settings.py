@@ -99,7 +99,9 @@ class Settings(BaseSettings):
         return self.model or DEFAULT_MODELS[self.resolved_backend]
 
     def api_key(self) -> SecretStr | None:
-        backend = self.resolved_backend
+        return self.key_for(self.resolved_backend)
+
+    def key_for(self, backend: BackendName) -> SecretStr | None:
         return {"stepfun": self.stepfun_api_key, "openai": self.openai_api_key}.get(backend)
 
     def base_url(self) -> str:

@@ -20,6 +20,7 @@ class BackendConfig:
     instructions: str | None = None
     silence_duration_ms: int | None = None
     prefix_padding_ms: int | None = None
+    greeting: str | None = None  # spoken first, before the person says anything
 
 
 class Dialect(Protocol):
@@ -39,6 +40,10 @@ class Dialect(Protocol):
 
     def normalize(self, event: Event) -> Event:
         """Rename server events to the beta names the relay handles."""
+        ...
+
+    def greeting_event(self, config: BackendConfig) -> Event | None:
+        """The event that makes the model speak `config.greeting` first, if there is one."""
         ...
 
 
@@ -72,6 +77,13 @@ class BearerDialect:
 
     def normalize(self, event: Event) -> Event:
         return event
+
+    def greeting_event(self, config: BackendConfig) -> Event | None:
+        # StepFun's advice for making the model speak first: ask for the line verbatim.
+        if not config.greeting:
+            return None
+        instructions = f"Greet the user by saying exactly this, and nothing else: {config.greeting}"
+        return {"type": "response.create", "response": {"instructions": instructions}}
 
 
 def without_none(values: dict[str, Any]) -> dict[str, Any]:

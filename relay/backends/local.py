@@ -9,6 +9,10 @@ class LocalDialect(BearerDialect):
     name = "local"
     default_model = "echo"
 
+    def greeting_event(self, config: BackendConfig) -> Event | None:
+        # The local models take the greeting from the persona in `instructions`.
+        return {"type": "response.create"} if config.greeting else None
+
     def session_update(self, config: BackendConfig) -> Event:
         turn_detection = {
             "type": "server_vad",

@@ -2,12 +2,13 @@
 
 from .limits import Lease, RateLimited, SessionLimiter
 from .model import DemoLink, Limits, LinkCreate, LinkFields, LinkPublic, LinkUpdate, Persona
-from .personas import BUILT_IN_LINKS
-from .store import LinkExists, LinkNotFound, LinkStore, SqliteLinkStore
+from .personas import BUILT_IN_LINKS, seed_built_in_links
+from .store import LINKS_FILE, LinkExists, LinkNotFound, LinkStore, SqliteLinkStore
 from .tokens import LinkSigner, TokenError, load_or_create_secret
 
 __all__ = [
     "BUILT_IN_LINKS",
+    "LINKS_FILE",
     "DemoLink",
     "Lease",
     "Limits",
@@ -25,4 +26,5 @@ __all__ = [
     "SqliteLinkStore",
     "TokenError",
     "load_or_create_secret",
+    "seed_built_in_links",
 ]

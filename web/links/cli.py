@@ -14,8 +14,9 @@ from pydantic import ValidationError
 
 from ..settings import Settings, secret_value
 from .model import DemoLink, LinkCreate, LinkUpdate
+from .personas import seed_built_in_links
 from .sharing import share
-from .store import LinkExists, LinkNotFound, SqliteLinkStore
+from .store import LINKS_FILE, LinkExists, LinkNotFound, SqliteLinkStore
 from .tokens import signer_for
 
 DURATION = re.compile(r"^(\d+)([smhdw])$")
@@ -84,7 +85,8 @@ def _fields(args: argparse.Namespace, current: DemoLink | None) -> dict[str, Any
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> list[dict[str, Any]]:
-    store = SqliteLinkStore(settings.data_dir / "links.sqlite3")
+    store = SqliteLinkStore(settings.data_dir / LINKS_FILE)
+    await seed_built_in_links(store)
     base = settings.base_url()
     if args.action == "create":
         links = [

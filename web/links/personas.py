@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from .model import LinkCreate, Persona
+from .store import LinkExists, LinkStore
 
 BUILT_IN_LINKS: tuple[LinkCreate, ...] = (
     LinkCreate(
@@ -44,3 +47,12 @@ BUILT_IN_LINKS: tuple[LinkCreate, ...] = (
         ),
     ),
 )
+
+
+async def seed_built_in_links(store: LinkStore) -> None:
+    """Adds the built-in links that are missing (a deleted or revoked one stays as it is)."""
+    existing = {link.slug for link in await store.list()}
+    for link in BUILT_IN_LINKS:
+        if link.slug not in existing:
+            with contextlib.suppress(LinkExists):
+                await store.create(link)

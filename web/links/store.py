@@ -33,6 +33,7 @@ class LinkStore(Protocol):
     async def revoke(self, slug: str) -> DemoLink: ...
 
 
+LINKS_FILE = "links.sqlite3"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS links (
     slug TEXT PRIMARY KEY,

@@ -9,8 +9,9 @@ from pydantic import BaseModel, ValidationError
 
 from relay import parse_offer
 
-from ..backend import backend_config
-from ..deps import RegistryDep, SettingsDep
+from ..admission import admit
+from ..backend import backend_config, session_options
+from ..deps import LimiterDep, LinksDep, RegistryDep, SettingsDep, SignerDep
 from ..errors import ApiError
 
 router = APIRouter(prefix="/api/sessions", tags=["sessions"])
@@ -23,6 +24,8 @@ JSON_TYPE = "application/json"
 class OfferIn(BaseModel):
     sdp: str
     type: str = "offer"
+    link: str | None = None  # a demo link's slug: its persona and limits apply
+    token: str | None = None  # a private link's signed token
 
 
 class AnswerOut(BaseModel):
@@ -55,7 +58,12 @@ def parse_json_offer(body: bytes) -> OfferIn:
 
 @router.post("", status_code=201, response_model=AnswerOut)
 async def create_session(
-    request: Request, registry: RegistryDep, settings: SettingsDep
+    request: Request,
+    registry: RegistryDep,
+    settings: SettingsDep,
+    links: LinksDep,
+    signer: SignerDep,
+    limiter: LimiterDep,
 ) -> Response:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in (SDP_TYPE, JSON_TYPE):
@@ -64,11 +72,25 @@ async def create_session(
         )
     body = await read_body(request)
     if content_type == SDP_TYPE:
+        # Raw SDP (as WHIP): the link and token travel in the query string.
         offer = parse_offer(body.decode("utf-8", errors="replace"))
+        slug, token = request.query_params.get("link"), request.query_params.get("token")
     else:
         parsed = parse_json_offer(body)
         offer = parse_offer(parsed.sdp, parsed.type)
-    session, answer = await registry.create(offer, backend_config(settings))
+        slug, token = parsed.link, parsed.token
+    link, lease = await admit(request, settings, links, signer, limiter, slug, token)
+    try:
+        session, answer = await registry.create(
+            offer,
+            backend_config(settings, link),
+            max_sessions=settings.max_sessions,
+            options=session_options(settings, link),
+            on_closed=lambda _: lease.release(),
+        )
+    except BaseException:
+        lease.release()
+        raise
     location = f"/api/sessions/{session.id}"
     if content_type == SDP_TYPE:
         return Response(

@@ -1,0 +1,55 @@
+"""Who may start a session: the link's state and token, the page's origin, and the limits."""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from .errors import ApiError
+from .links import DemoLink, Lease, LinkSigner, LinkStore, RateLimited, SessionLimiter
+from .links.access import LinkRefused, open_link, origin_allowed, origin_of
+from .settings import Settings
+
+
+def own_origins(request: Request, settings: Settings) -> set[str]:
+    """The origins this server's own pages are served from."""
+    origins = {origin_of(settings.base_url())}
+    host = request.headers.get("host")
+    if host:
+        origins.add(f"{request.url.scheme}://{host}".lower())
+    return origins
+
+
+async def admit(
+    request: Request,
+    settings: Settings,
+    store: LinkStore,
+    signer: LinkSigner,
+    limiter: SessionLimiter,
+    slug: str | None,
+    token: str | None,
+) -> tuple[DemoLink | None, Lease]:
+    """Checks one session request; the lease must be released when the session ends."""
+    link = None
+    if slug is not None:
+        try:
+            link = await open_link(store, signer, slug, token)
+        except LinkRefused as refusal:
+            raise ApiError(refusal.status, refusal.code, refusal.message) from None
+    origin = request.headers.get("origin")
+    allowed = own_origins(request, settings)
+    if link is not None and not origin_allowed(link, origin, allowed):
+        raise ApiError(403, "origin_not_allowed", f"this demo may not be used from {origin}")
+    if link is None and origin is not None and origin.lower() not in allowed:
+        # The server's own persona is for its own pages; other sites embed a demo link.
+        raise ApiError(403, "origin_not_allowed", f"sessions may not be started from {origin}")
+    backend = link.backend if link is not None and link.backend else settings.resolved_backend
+    if backend != "local" and settings.key_for(backend) is None and not settings.backend_url:
+        raise ApiError(503, "backend_not_configured", f"this server has no key for {backend}")
+    client_ip = request.client.host if request.client else "unknown"
+    try:
+        lease = limiter.acquire(link, client_ip)
+    except RateLimited as exc:
+        raise ApiError(
+            429, "rate_limited", str(exc), {"Retry-After": str(exc.retry_after_s)}
+        ) from None
+    return link, lease
