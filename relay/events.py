@@ -26,6 +26,12 @@ def transcript_event(role: Role, item_id: str | None, text: str, final: bool) ->
     return {"type": "transcript", "role": role, "item_id": item_id, "text": text, "final": final}
 
 
+def tone_event(item_id: str | None, features: dict[str, Any]) -> PageEvent:
+    """Pitch, loudness and speaking rate of one user turn (relay.prosody)."""
+    rounded = {k: round(v, 2) if isinstance(v, float) else v for k, v in features.items()}
+    return {"type": "tone", "role": "user", "item_id": item_id, **rounded}
+
+
 def latency_event(turn: int, ms: float) -> PageEvent:
     return {"type": "latency", "turn": turn, "ms": round(ms, 1)}
 

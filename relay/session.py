@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import dataclasses
 import json
 import logging
 from collections import deque
@@ -24,7 +25,9 @@ from .events import PageEvent, State
 from .peer import IceServerConfig, create_peer_connection
 from .playout import PlayoutTrack
 from .policy import Interrupt, TextMessage, parse_client_event
+from .prosody import analyze_utterance
 from .uplink import Uplink
+from .utterance import UtteranceRecorder
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +90,8 @@ class Session:
         self._last_cancel_t = -1e9
         self._texts: dict[str, str] = {}
         self._backend_failure: str | None = None
+        self._utterance = UtteranceRecorder()
+        self._tone_task: asyncio.Task[None] | None = None
 
     # -- signalling -------------------------------------------------------------------------
 
@@ -122,10 +127,14 @@ class Session:
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind != "audio" or self._uplink is not None:
             return
-        self._uplink = Uplink(track, self._client.append_audio)
+        self._uplink = Uplink(track, self._on_uplink_audio)
         self._uplink_task = asyncio.create_task(
             self._uplink.run(), name=f"session-{self.id}-uplink"
         )
+
+    def _on_uplink_audio(self, pcm: bytes) -> None:
+        self._client.append_audio(pcm)
+        self._utterance.feed(pcm)
 
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
         self._channel = channel
@@ -169,11 +178,17 @@ class Session:
 
     def _speech_started(self, event: Event) -> None:
         self._user_speaking = True
+        self._utterance.start()
         self.interrupt()
         self._set_state(State.USER_SPEAKING)
 
     def _speech_stopped(self, event: Event) -> None:
         self._user_speaking = False
+        audio = self._utterance.stop()
+        if audio and (self._tone_task is None or self._tone_task.done()):
+            self._tone_task = asyncio.create_task(
+                self._send_tone(event.get("item_id"), audio), name=f"session-{self.id}-tone"
+            )
         self.stats.turns += 1
         # `audio_end_ms` is where the VAD declared the end, after its silence hangover; the
         # person stopped speaking that much earlier, and latency counts from there.
@@ -183,6 +198,12 @@ class Session:
             arrived = self._uplink.time_at(end_ms - self._client.dialect.silence_ms(self.backend))
         self._turn_end_t = arrived if arrived is not None else self._loop.time()
         self._set_state(State.LISTENING)
+
+    async def _send_tone(self, item_id: str | None, audio: bytes) -> None:
+        """Tone of voice of the user's turn, for any backend; the analysis runs in a thread."""
+        features = await asyncio.to_thread(analyze_utterance, audio)
+        if features.voiced_s > 0:
+            self.send_page(events.tone_event(item_id, dataclasses.asdict(features)))
 
     def _response_created(self, event: Event) -> None:
         response = event.get("response") or {}
@@ -388,7 +409,8 @@ class Session:
                 self._timer.cancel()
             self.playout.stop()
             current = asyncio.current_task()
-            tasks = [t for t in (self._uplink_task, self._backend_task) if t and t is not current]
+            owned = (self._uplink_task, self._backend_task, self._tone_task)
+            tasks = [t for t in owned if t and t is not current]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

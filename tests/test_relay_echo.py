@@ -28,6 +28,8 @@ async def test_echo_answers_with_the_spoken_utterance(
         )
         states = [e["state"] for e in client.events_of("state")]
         latencies = client.events_of("latency")
+        await wait_until(lambda: bool(client.events_of("tone")))
+        tone = client.events_of("tone")[0]
         response = await http.delete(f"/api/sessions/{client.session_id}")
         assert response.status_code == 204
     await client.close()
@@ -39,5 +41,10 @@ async def test_echo_answers_with_the_spoken_utterance(
     assert "user_speaking" in states and "assistant_speaking" in states
     # Measured from the end of speech, so it includes the VAD's 500 ms silence hangover.
     assert len(latencies) == 1 and 450 < latencies[0]["ms"] < 3000
+    # The relay measures the tone of voice of the turn itself, whatever the backend.
+    assert tone["role"] == "user" and tone["item_id"]
+    assert 60 < tone["pitch_median_hz"] < 300
+    assert -40 < tone["loudness_dbfs"] < 0
+    assert 1.0 < tone["duration_s"] < 6.0
     # The relay plays silence when nothing is queued: the reply starts after a quiet gap.
     assert np.all(envelope(received)[:10] < 0.01)
