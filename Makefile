@@ -16,6 +16,10 @@ run: $(VENV)/.installed-run
 test: $(VENV)/.installed-dev system-deps
 	$(NETNS) sh -c 'ip link set lo up && exec $(BIN)/pytest $(PYTEST_ARGS)'
 
+# The relay benchmark re-runs itself in a loopback-only namespace (docs/performance.md).
+bench: $(VENV)/.installed-dev
+	$(BIN)/python -m benchmarks.relay_bench $(BENCH_ARGS)
+
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check relay web tests benchmarks
 	$(BIN)/mypy

@@ -62,6 +62,10 @@ class PlayoutTrack(MediaStreamTrack):
         self._on_drained = on_drained
         self._start: float | None = None
         self._pts = 0
+        # True while the last frame ran out of audio: the next push is sent at once and pacing
+        # restarts from it, so an underrun costs one gap, not 20 ms of latency from then on.
+        self._starved = True
+        self._wake: asyncio.Future[bool] | None = None
         self.dropped_bytes = 0
         self.late_frames = 0
 
@@ -96,6 +100,8 @@ class PlayoutTrack(MediaStreamTrack):
         item.received_bytes += len(pcm)
         self._segments.append((item, pcm))
         self._buffered_bytes += len(pcm)
+        if self._starved and self._wake is not None:
+            _resolve(self._wake, True)
 
     def flush(self) -> ItemPlayout | None:
         """Drop all queued audio at once (barge-in); returns the item that was being played."""
@@ -113,8 +119,8 @@ class PlayoutTrack(MediaStreamTrack):
         else:
             self._pts += FRAME_SAMPLES
             wait = self._start + self._pts * FRAME_S / FRAME_SAMPLES - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
+            if wait > 0 and await self._sleep(loop, wait):
+                self._start = loop.time() - self._pts * FRAME_S / FRAME_SAMPLES
             elif wait < -LATE_RESET_S:
                 self.late_frames += 1
                 self._start = loop.time() - self._pts * FRAME_S / FRAME_SAMPLES
@@ -124,8 +130,20 @@ class PlayoutTrack(MediaStreamTrack):
             return self._to_webrtc.frame(self._next_pcm(), self._pts)
         return pcm_frame(self._next_pcm(), self._pts)
 
+    async def _sleep(self, loop: asyncio.AbstractEventLoop, delay: float) -> bool:
+        """Wait `delay` seconds; True if audio arrived after an underrun and ended it sooner."""
+        wake: asyncio.Future[bool] = loop.create_future()
+        self._wake = wake
+        timer = loop.call_later(delay, _resolve, wake, False)
+        try:
+            return await wake
+        finally:
+            timer.cancel()
+            self._wake = None
+
     def _next_pcm(self) -> bytes:
         if not self._segments:
+            self._starved = True
             return SILENCE
         chunks: list[bytes] = []
         needed = FRAME_BYTES
@@ -144,8 +162,14 @@ class PlayoutTrack(MediaStreamTrack):
                 self._segments.popleft()
                 self._head_offset = 0
         self._buffered_bytes -= FRAME_BYTES - needed
+        self._starved = needed > 0
         if needed:
             chunks.append(SILENCE[:needed])
         if not self._segments and self._on_drained is not None:
             self._on_drained()
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _resolve(future: asyncio.Future[bool], value: bool) -> None:
+    if not future.done():
+        future.set_result(value)

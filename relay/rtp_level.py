@@ -30,7 +30,7 @@ def compute_audio_level_dbov(frame: AudioFrame) -> int:
         assert _stock is not None
         return int(_stock(frame))
     count = frame.samples * frame.layout.nb_channels
-    pcm = np.frombuffer(frame.planes[0], dtype=np.int16, count=count).astype(np.float64)
+    pcm = np.frombuffer(memoryview(frame.planes[0]), dtype=np.int16, count=count).astype(np.float64)
     # Exact: each square is below 2**30 and a frame sums fewer than 2**22 of them (< 2**53).
     energy = float(np.dot(pcm, pcm))
     # Same normalisation as aiortc (by samples per channel), so the header value is unchanged.

@@ -1,12 +1,30 @@
-"""Streaming pocketsphinx recognition of piper speech; decoder sharing and thread safety."""
+"""Streaming pocketsphinx recognition of piper speech; decoder sharing, thread safety, and
+recognition in child processes (pocketsphinx holds the GIL while it decodes)."""
 
 from __future__ import annotations
 
+import io
+import os
+import signal
 import threading
+import time
+from collections.abc import Iterator
 
 import pytest
 
-from relay.localmodel.asr import RecognizerModel, SpeechRecognizer
+from relay.localmodel.asr import (
+    OP_FEED,
+    OP_FINISH,
+    REQUEST,
+    RecognizerModel,
+    SpeechRecognizer,
+    _RequestQueue,
+)
+from relay.localmodel.recognizers import (
+    RecognizerProcesses,
+    RecognizerUnavailable,
+    RemoteRecognizer,
+)
 from tests.speech import chunks, padded, piper_speech, silence
 
 pytestmark = pytest.mark.unit
@@ -31,7 +49,9 @@ def speech() -> dict[str, bytes]:
     return {text: padded(piper_speech(text)) for text in SENTENCES}
 
 
-def recognize(recognizer: SpeechRecognizer, pcm: bytes, chunk_bytes: int = 960) -> str:
+def recognize(
+    recognizer: SpeechRecognizer | RemoteRecognizer, pcm: bytes, chunk_bytes: int = 960
+) -> str:
     recognizer.start()
     for chunk in chunks(pcm, chunk_bytes):
         recognizer.feed(chunk)
@@ -162,3 +182,87 @@ def test_asr_cepstral_mean_follows_the_speaker_not_the_decoder(
     assert decoder is not None
     assert not decoder.get_cmn(False).startswith(shared.options.cmn_init + ",")
     first.cancel()
+
+
+@pytest.fixture(scope="module")
+def processes() -> Iterator[RecognizerProcesses]:
+    processes = RecognizerProcesses(1)
+    processes.preload()
+    yield processes
+    processes.close()
+
+
+def test_asr_in_a_child_process_matches_in_process(
+    model: RecognizerModel, speech: dict[str, bytes], processes: RecognizerProcesses
+) -> None:
+    remote = processes.recognizer()
+    pcm = speech["what is two plus three"]
+    assert remote.partial() == "" and remote.finish() == ""
+    remote.start()
+    for chunk in chunks(pcm, 960):
+        remote.feed(chunk)
+    assert "plus" in remote.partial()
+    assert remote.finish() == recognize(SpeechRecognizer(model), pcm)
+    # The stream stays open on its process for the next utterance.
+    assert recognize(remote, speech["what time is it"]).endswith("it")
+    remote.close()
+    with pytest.raises(RuntimeError):
+        remote.feed(silence(20))
+
+
+def test_asr_child_process_death_fails_the_utterance_then_recovers(
+    speech: dict[str, bytes],
+) -> None:
+    processes = RecognizerProcesses(1)
+    try:
+        remote = processes.recognizer()
+        remote.start()
+        remote.feed(speech["what time is it"][:24_000])
+        (pid,) = processes.pids()
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(RecognizerUnavailable):
+            for _ in range(100):  # until the reader thread has seen the process end
+                remote.feed(silence(20))
+                time.sleep(0.01)
+            remote.finish()
+        assert "time" in recognize(remote, speech["what time is it"])
+        assert processes.pids() != [pid]
+        remote.close()
+    finally:
+        processes.close()
+    assert processes.pids() == []
+
+
+def test_asr_model_loads_and_trims_to_a_count(model: RecognizerModel) -> None:
+    shared = RecognizerModel(model.options)
+    shared.ensure_loaded(2)
+    assert shared.loaded == 2
+    lent = shared.acquire()
+    shared.ensure_loaded(2)
+    assert shared.loaded == 2
+    shared.trim(0)  # only idle decoders go
+    assert shared.loaded == 1
+    shared.release(lent)
+    shared.trim(0)
+    assert shared.loaded == 0
+
+
+def test_asr_process_serves_an_ended_utterance_first() -> None:
+    def request(op: int, stream: int) -> bytes:
+        return REQUEST.pack(op, stream, 0, 2) + b"\x00\x00"
+
+    order = [(OP_FEED, 1), (OP_FEED, 2), (OP_FEED, 1), (OP_FEED, 2), (OP_FINISH, 2), (OP_FEED, 1)]
+    queue = _RequestQueue(io.BytesIO(b"".join(request(op, stream) for op, stream in order)))
+    for _ in range(500):  # until its thread has read everything
+        if queue._closed:
+            break
+        time.sleep(0.01)
+    batches: list[list[tuple[int, int]]] = []
+    while (batch := queue.next_batch()) is not None:
+        batches.append([(op, stream) for op, stream, _, _ in batch])
+    assert batches == [
+        [(OP_FEED, 2), (OP_FEED, 2), (OP_FINISH, 2)],  # stream 2's turn has ended: it goes first
+        [(OP_FEED, 1)],  # the others, a request at a time, round-robin
+        [(OP_FEED, 1)],
+        [(OP_FEED, 1)],
+    ]

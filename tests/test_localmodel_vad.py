@@ -157,3 +157,40 @@ def test_turn_detector_works_with_other_window_sizes() -> None:
         stopped.audio
         == audio[started.audio_start_ms * BYTES_PER_MS : stopped.audio_end_ms * BYTES_PER_MS]
     )
+
+
+def test_turn_detector_speech_audio_follows_the_utterance_by_offset() -> None:
+    """What a streaming listener sees (offsets into speech_audio) is exactly the committed audio."""
+    detector = TurnDetector(EnergyVoiceActivity(), TurnSettings(silence_duration_ms=300))
+    audio = noise(400) + tone(700) + noise(120) + tone(300) + noise(600)
+    heard = bytearray()
+    stopped: SpeechStopped | None = None
+    silences: list[int] = []
+    for offset in range(0, len(audio), 1000):
+        for event in detector.feed(audio[offset : offset + 1000]):
+            if isinstance(event, SpeechStarted):
+                heard.clear()
+            elif isinstance(event, SpeechStopped):
+                stopped = event
+                heard += event.audio[len(heard) :]
+        heard += detector.speech_audio(len(heard))
+        silences.append(detector.silence_ms)
+    assert stopped is not None
+    assert bytes(heard) == stopped.audio
+    assert detector.speech_audio() == b"" and detector.silence_ms == 0
+    # Trailing silence grows in the final hangover up to the silence duration.
+    assert 260 <= max(silences) < 300
+
+
+class ClosingVoiceActivity(EnergyVoiceActivity):
+    closed = 0
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def test_turn_detector_close_releases_the_scorer() -> None:
+    activity = ClosingVoiceActivity()
+    TurnDetector(activity).close()
+    assert activity.closed == 1
+    TurnDetector(EnergyVoiceActivity()).close()  # scorers without close() are fine

@@ -7,7 +7,8 @@ from datetime import datetime
 
 import pytest
 
-from relay.localmodel.replies import Persona, ReplyEngine, number_words
+from relay.localmodel.numbers import number_words
+from relay.localmodel.replies import Persona, ReplyEngine
 from relay.prosody import ToneFeatures
 
 pytestmark = pytest.mark.unit
@@ -72,6 +73,7 @@ def test_replies_greeting_uses_name_and_persona_greeting() -> None:
         ("can you tell me the time please", "time"),
         ("what is the date today", "date"),
         ("what day of the week is it", "date"),
+        ("what is the day to day", "date"),
         ("what is two plus three", "arithmetic"),
         ("repeat that", "repeat"),
         ("please say that again", "repeat"),
@@ -118,6 +120,18 @@ def test_number_words() -> None:
         "one million two hundred thirty-four thousand five hundred sixty-seven"
     )
     assert number_words(-0.25) == "minus zero point two five"
+
+
+def test_replies_preview_changes_nothing() -> None:
+    replies = engine()
+    loud = replace(CALM, loudness_dbfs=-8.0)
+    preview = replies.preview("what is two plus three", loud)
+    assert (preview.rule, preview.tone) == ("arithmetic", "raised_voice")
+    assert replies.last_reply is None
+    assert replies.reply("repeat that").text == "I haven't said anything yet."
+    # The baseline did not learn from the preview: a calm voice still gets no reaction.
+    assert [replies.reply("hello", CALM).tone for _ in range(2)] == [None, None]
+    assert replies.reply("what is two plus three", loud) == preview
 
 
 def test_replies_repeat_says_the_last_reply_again() -> None:

@@ -184,6 +184,8 @@ def test_split_sentences_and_voice_names() -> None:
     ]
     assert split_sentences(CHINESE) == ["你好，我是小艾。", "现在是下午三点。"]
     assert split_sentences("no end mark") == ["no end mark"]
+    assert split_sentences("7除以2等于3.5。好的") == ["7除以2等于3.5。", "好的"]
+    assert split_sentences("Wait... what? Fine.") == ["Wait...", "what?", "Fine."]
     assert espeak_voice("zh-CN") == "cmn"
     assert espeak_voice("en") == "en-us"
     assert espeak_voice("de") == "de"

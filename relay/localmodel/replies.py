@@ -11,6 +11,15 @@ from datetime import datetime
 
 from relay.prosody import ToneFeatures
 
+from .numbers import (
+    OPERATOR_WORDS,
+    OPERATOR_WORDS_ZH,
+    Arithmetic,
+    find_arithmetic,
+    number_digits,
+    number_words,
+)
+
 Clock = Callable[[], datetime]
 
 STYLES = ("brief", "formal", "cheerful")
@@ -200,7 +209,11 @@ _EN_RULES: tuple[tuple[str, re.Pattern[str] | None], ...] = tuple(
         ("stop", r"\b(?:stop|be quiet|quiet|shut up|silence|enough|hush|never ?mind|cancel)\b"),
         ("repeat", r"\b(?:repeat|say (?:that|it) again|come again|what did you say|pardon)\b"),
         ("arithmetic", ""),  # before date/time: "what is ..." questions are sums first
-        ("date", r"\b(?:date|what day|which day|day is it|day of the week)\b"),
+        # "what is the day to day": how pocketsphinx often hears "what is the date today".
+        (
+            "date",
+            r"\b(?:date|what day|which day|day is it|day of the week|what(?:'s| is) the day)\b",
+        ),
         ("time", r"\b(?:what time|the time|time is it|current time)\b"),
         (
             "how_are_you",
@@ -283,12 +296,19 @@ class ReplyEngine:
         return self._remember(Reply(self._greeting_text(), "greeting"))
 
     def reply(self, transcript: str, tone: ToneFeatures | None = None) -> Reply:
+        """The answer to one user turn; remembered (for "repeat") and added to the baseline."""
+        result = self.preview(transcript, tone)
+        if tone is not None and tone.voiced_s >= MIN_TONE_VOICED_S:
+            self._baseline.add(tone)
+        return result if result.rule == "repeat" else self._remember(result)
+
+    def preview(self, transcript: str, tone: ToneFeatures | None = None) -> Reply:
+        """What `reply` would answer now, without changing the engine (speculative replies)."""
         reaction = self._tone_reaction(tone) if tone is not None else None
         rule, text = self._answer(transcript)
         if reaction is not None and rule != "stop":
             text = self._join(self._say(reaction), text)
-        result = Reply(text, rule, reaction)
-        return result if rule == "repeat" else self._remember(result)
+        return Reply(text, rule, reaction)
 
     def _join(self, first: str, second: str) -> str:
         return first + second if self.persona.language == "zh" else f"{first} {second}"
@@ -303,9 +323,9 @@ class ReplyEngine:
             return "not_understood", self._say("not_heard")
         for rule, pattern in _ZH_RULES if _CJK.search(text) else _EN_RULES:
             if pattern is None:
-                problem = _arithmetic(text)
+                problem = find_arithmetic(text)
                 if problem is not None:
-                    return rule, self._arithmetic_text(*problem)
+                    return rule, self._arithmetic_text(problem)
             elif pattern.search(text):
                 return rule, self._rule_text(rule, text)
         return "not_understood", self._say("not_understood")
@@ -342,19 +362,17 @@ class ReplyEngine:
             "greeting", intro=intro, intro_formal=f"My name is {name}. " if name else ""
         )
 
-    def _arithmetic_text(self, left: float, operator: str, right: float) -> str:
-        if operator == "/" and right == 0:
-            return self._say("divide_by_zero")
-        value = {"+": left + right, "-": left - right, "*": left * right}.get(operator)
+    def _arithmetic_text(self, problem: Arithmetic) -> str:
+        value = problem.value()
         if value is None:
-            value = left / right
+            return self._say("divide_by_zero")
         zh = self.persona.language == "zh"
-        words = _OPERATOR_WORDS_ZH if zh else _OPERATOR_WORDS
-        say = _number_text if zh else number_words
+        say = number_digits if zh else number_words
+        left, operator, right = say(problem.left), problem.operator, say(problem.right)
         question = (
-            f"{say(left)}{words[operator]}{say(right)}"
+            f"{left}{OPERATOR_WORDS_ZH[operator]}{right}"
             if zh
-            else f"{say(left)} {words[operator]} {say(right)}"
+            else f"{left} {OPERATOR_WORDS[operator]} {right}"
         )
         answer = say(value)
         return self._say(
@@ -379,7 +397,6 @@ class ReplyEngine:
             statistics.median(self._baseline.loudness) if self._baseline.loudness else None
         )
         usual_pitch = statistics.median(self._baseline.pitch) if self._baseline.pitch else None
-        self._baseline.add(tone)
         louder = (
             usual_loudness is not None
             and tone.loudness_dbfs >= usual_loudness + LOUDER_THAN_USUAL_DB
@@ -402,176 +419,8 @@ class ReplyEngine:
         return None
 
 
-# --- transcripts and numbers -------------------------------------------------------------
-
-_OPERATOR_WORDS = {"+": "plus", "-": "minus", "*": "times", "/": "divided by"}
-_OPERATOR_WORDS_ZH = {"+": "加", "-": "减", "*": "乘以", "/": "除以"}
-_OPERATORS = (
-    ("divided by", "/"),
-    ("multiplied by", "*"),
-    ("times", "*"),
-    ("plus", "+"),
-    ("minus", "-"),
-    ("over", "/"),
-    ("x", "*"),
-    ("×", "*"),
-    ("*", "*"),
-    ("÷", "/"),
-    ("/", "/"),
-    ("+", "+"),
-    ("-", "-"),
-    ("加上", "+"),
-    ("加", "+"),
-    ("减去", "-"),
-    ("减", "-"),
-    ("乘以", "*"),
-    ("乘", "*"),
-    ("除以", "/"),
-)
-_UNITS = (
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-    "fifteen sixteen seventeen eighteen nineteen"
-).split()
-_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
-_SCALES = {"hundred": 100, "thousand": 1_000, "million": 1_000_000}
-_NUMBER_WORDS = {word: i for i, word in enumerate(_UNITS)} | {
-    word: 10 * i for i, word in enumerate(_TENS) if i >= 2
-}
-# What the recogniser hears for a number right next to an operator.
-_HOMOPHONES = {"to": 2, "too": 2, "for": 4, "fore": 4, "won": 1, "ate": 8, "tree": 3, "oh": 0}
-
-
 def _normalize(transcript: str) -> str:
     text = transcript.lower().replace("’", "'")
     text = re.sub(r"(?<=[a-z])-(?=[a-z])", " ", text)  # twenty-five
     text = re.sub(r"(?<=\d)\s*([+\-*/×÷x])\s*(?=\d)", r" \1 ", text)
     return re.sub(r"[^\w'+\-*/×÷.\u4e00-\u9fff ]+", " ", text).strip(" .")
-
-
-def _arithmetic(text: str) -> tuple[float, str, float] | None:
-    """The first "<number> <operator> <number>" in a transcript, in words or digits."""
-    verb = re.search(r"\b(add|subtract|multiply|divide)\s+(.+)", text)
-    if verb:
-        kind, tokens = verb.group(1), _tokens(verb.group(2))
-        # "add one hundred and five and two": the last connector that leaves a number on
-        # its left splits the operands.
-        for i in reversed(range(1, len(tokens) - 1)):
-            if tokens[i] not in ("and", "to", "from", "by"):
-                continue
-            left, right = _parse_number(tokens[:i]), _leading_number(tokens[i + 1 :])
-            if left is None or right is None:
-                continue
-            if kind == "add":
-                return left, "+", right
-            if kind == "subtract":
-                return right, "-", left
-            return left, "*" if kind == "multiply" else "/", right
-    for phrase, operator in _OPERATORS:
-        pattern = (
-            rf"(?<![a-z]){re.escape(phrase)}(?![a-z])" if phrase.isascii() else re.escape(phrase)
-        )
-        for match in re.finditer(pattern, text):
-            before, after = text[: match.start()], text[match.end() :]
-            left = _trailing_number(_tokens(before))
-            right = _leading_number(_tokens(after))
-            if left is not None and right is not None:
-                return left, operator, right
-    return None
-
-
-def _tokens(text: str) -> list[str]:
-    return re.findall(r"\d+(?:\.\d+)?|[a-z']+|[\u4e00-\u9fff]", text)
-
-
-def _is_number_token(token: str) -> bool:
-    return token in _NUMBER_WORDS or token in _SCALES or bool(re.fullmatch(r"\d+(?:\.\d+)?", token))
-
-
-def _trailing_number(tokens: list[str]) -> float | None:
-    start = len(tokens)
-    while start > 0 and (
-        _is_number_token(tokens[start - 1])
-        or (tokens[start - 1] == "and" and start - 2 >= 0 and tokens[start - 2] in _SCALES)
-    ):
-        start -= 1
-    if start == len(tokens):
-        return float(_HOMOPHONES[tokens[-1]]) if tokens and tokens[-1] in _HOMOPHONES else None
-    return _parse_number(tokens[start:])
-
-
-def _leading_number(tokens: list[str]) -> float | None:
-    end = 0
-    while end < len(tokens) and (
-        _is_number_token(tokens[end])
-        or (
-            tokens[end] == "and"
-            and end > 0
-            and tokens[end - 1] in _SCALES
-            and end + 1 < len(tokens)
-            and tokens[end + 1] in _NUMBER_WORDS
-        )
-    ):
-        end += 1
-    if end == 0:
-        return float(_HOMOPHONES[tokens[0]]) if tokens and tokens[0] in _HOMOPHONES else None
-    return _parse_number(tokens[:end])
-
-
-def _parse_number(tokens: list[str]) -> float | None:
-    if len(tokens) == 1 and re.fullmatch(r"\d+(?:\.\d+)?", tokens[0]):
-        return float(tokens[0])
-    total = current = 0
-    seen = False
-    for i, token in enumerate(tokens):
-        if token == "and" and 0 < i < len(tokens) - 1 and tokens[i - 1] in _SCALES:
-            continue
-        if token in _NUMBER_WORDS:
-            current += _NUMBER_WORDS[token]
-        elif token == "hundred":
-            current = max(current, 1) * 100
-        elif token in _SCALES:
-            total += max(current, 1) * _SCALES[token]
-            current = 0
-        elif token.isdigit():
-            current += int(token)
-        else:
-            return None
-        seen = True
-    return float(total + current) if seen else None
-
-
-def number_words(value: float) -> str:
-    """English words for a number, e.g. 5 -> "five", -3.5 -> "minus three point five"."""
-    if value < 0:
-        return "minus " + number_words(-value)
-    rounded = round(value, 2)
-    whole = int(rounded)
-    if rounded != whole:
-        decimals = f"{rounded:.2f}".split(".")[1].rstrip("0")
-        return f"{number_words(whole)} point {' '.join(_UNITS[int(d)] for d in decimals)}"
-    if whole >= 1_000_000_000:
-        return str(whole)
-    parts: list[str] = []
-    for scale, name in ((1_000_000, "million"), (1_000, "thousand")):
-        if whole >= scale:
-            parts.append(f"{_below_thousand(whole // scale)} {name}")
-            whole %= scale
-    if whole or not parts:
-        parts.append(_below_thousand(whole))
-    return " ".join(parts)
-
-
-def _below_thousand(value: int) -> str:
-    hundreds, rest = divmod(value, 100)
-    words = [f"{_UNITS[hundreds]} hundred"] if hundreds else []
-    if rest >= 20:
-        tens, units = divmod(rest, 10)
-        words.append(_TENS[tens] + (f"-{_UNITS[units]}" if units else ""))
-    elif rest or not hundreds:
-        words.append(_UNITS[rest])
-    return " ".join(words)
-
-
-def _number_text(value: float) -> str:
-    rounded = round(value, 2)
-    return str(int(rounded)) if rounded == int(rounded) else f"{rounded:g}"

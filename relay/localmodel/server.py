@@ -12,8 +12,9 @@ from relay.audio import BYTES_PER_MS
 from .channel import MessageChannel
 from .config import SessionConfig, TurnDetection, apply_update, is_ga_session
 from .conversation import ContentPart, Conversation, ConversationItem, parse_client_item
+from .hearing import ListenerFeed
 from .loopback import LoopbackMirror
-from .models import MODEL_SPECS, ModelSpec, UnknownModelError
+from .models import MODEL_SPECS, ModelSpec, TurnListener, UnknownModelError
 from .outbox import ChannelClosed, Outbox
 from .protocol import (
     MAX_APPEND_BASE64_CHARS,
@@ -63,16 +64,23 @@ class RealtimeSession:
         self._config = SessionConfig(
             id=self._ids.new("sess"),
             model=spec.name,
-            turn_detection=TurnDetection() if spec.server_vad else None,
+            turn_detection=spec.turn_detection if spec.server_vad else None,
         )
         self._conversation = Conversation()
         self._input = bytearray()  # the input buffer while turn detection is off
         self._input_bytes_total = 0
-        self._detector = self._new_detector(self._config.turn_detection)
+        # Built in run(), on a thread: a VAD model may take a while to load.
+        self._detector: TurnDetector | None = None
         self._speech_item_id: str | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._response: ActiveResponse | None = None
         self._mirror = (
             LoopbackMirror(self._out, self._conversation, self._ids) if spec.mirrors_input else None
+        )
+        self._ears = (
+            ListenerFeed(self._model, self._out, self._conversation)
+            if isinstance(self._model, TurnListener)
+            else None
         )
         self._turns = 0
         self._handlers: dict[str, Handler] = {
@@ -93,6 +101,15 @@ class RealtimeSession:
         logger.info("LocalSession(%s): started, model=%s", sid, self._spec.name)
         reason = "peer closed"
         try:
+            if self._spec.preload is not None:
+                # The first session of a process loads the weights while the user starts talking.
+                self._start_task(asyncio.to_thread(self._spec.preload), "preload")
+            self._detector = await asyncio.to_thread(
+                self._new_detector, self._config.turn_detection
+            )
+            if self._ears is not None:
+                self._ears.configure(self._config.instructions, self._config.voice)
+                self._start_task(self._ears.send_events(), "input")
             await self._out.emit("session.created", {"session": self._session_json()})
             if self._mirror is not None:
                 await self._mirror.start()
@@ -108,8 +125,19 @@ class RealtimeSession:
             raise
         finally:
             await self._stop_response()
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
             await self._model.aclose()
+            if self._detector is not None:
+                self._detector.close()
             logger.info("LocalSession(%s): ended (%s), turns=%d", sid, reason, self._turns)
+
+    def _start_task(self, work: Awaitable[None], name: str) -> None:
+        async def run() -> None:
+            await work
+
+        self._tasks.append(asyncio.create_task(run(), name=f"localmodel-{self._config.id}-{name}"))
 
     async def _handle(self, message: str | bytes) -> None:
         event: JsonObject | None = None
@@ -156,7 +184,7 @@ class RealtimeSession:
                 "missing_required_parameter", "The event needs a 'session' object.", param="session"
             )
         ga = self._out.dialect is Dialect.GA or is_ga_session(body)
-        config = apply_update(self._config, body, ga=ga)
+        config = apply_update(self._config, body, ga=ga, turn_defaults=self._spec.turn_detection)
         if config.voice != self._config.voice and self._has_spoken():
             raise ClientEventError(
                 "invalid_value",
@@ -168,20 +196,25 @@ class RealtimeSession:
             config = dataclasses.replace(config, turn_detection=None)
         if ga:
             self._out.dialect = Dialect.GA
-        self._apply_turn_detection(config.turn_detection)
+        await self._apply_turn_detection(config.turn_detection)
         self._config = config
+        if self._ears is not None:
+            self._ears.configure(config.instructions, config.voice)
         await self._out.emit("session.updated", {"session": self._session_json()})
 
-    def _apply_turn_detection(self, settings: TurnDetection | None) -> None:
+    async def _apply_turn_detection(self, settings: TurnDetection | None) -> None:
         if self._mirror is not None:
             return
         if settings is None:
             if self._detector is not None:
                 self._input = bytearray(self._detector.flush())
+                self._detector.close()
                 self._detector = None
+                if self._ears is not None:
+                    self._ears.discard()
         elif self._detector is None:
             self._input.clear()
-            self._detector = self._new_detector(settings)
+            self._detector = await asyncio.to_thread(self._new_detector, settings)
         else:
             self._detector.update(_turn_settings(settings))
 
@@ -227,12 +260,15 @@ class RealtimeSession:
         if self._detector is None:
             self._input += pcm
             return
+        detector = self._detector
         if len(pcm) > THREAD_VAD_MS * BYTES_PER_MS:
-            turn_events = await asyncio.to_thread(self._detector.feed, pcm)
+            turn_events = await asyncio.to_thread(detector.feed, pcm)
         else:
-            turn_events = self._detector.feed(pcm)
+            turn_events = detector.feed(pcm)
         for turn_event in turn_events:
             await self._on_turn_event(turn_event)
+        if self._ears is not None:
+            self._ears.follow(detector)
 
     async def _on_turn_event(self, event: TurnEvent) -> None:
         settings = self._config.turn_detection or TurnDetection()
@@ -243,6 +279,8 @@ class RealtimeSession:
                 "input_audio_buffer.speech_started",
                 {"audio_start_ms": event.audio_start_ms, "item_id": self._speech_item_id},
             )
+            if self._ears is not None:
+                self._ears.started(self._speech_item_id)
             if interrupted is not None:
                 await interrupted.finish("cancelled", "turn_detected")
             return
@@ -253,6 +291,8 @@ class RealtimeSession:
             {"audio_end_ms": event.audio_end_ms, "item_id": item_id},
         )
         await self._commit(event.audio, item_id)
+        if self._ears is not None:
+            self._ears.committed(item_id, event.audio, settings.silence_duration_ms)
         if settings.create_response:
             if self._active_response() is None:
                 self._start_response()
@@ -277,6 +317,8 @@ class RealtimeSession:
         item_id = self._speech_item_id or self._ids.new("item")
         self._speech_item_id = None
         await self._commit(audio, item_id)
+        if self._ears is not None:
+            self._ears.committed(item_id, audio)
 
     async def _commit(self, audio: bytes, item_id: str) -> None:
         part = ContentPart(type="input_audio", audio=audio, audio_bytes=len(audio))
@@ -292,6 +334,8 @@ class RealtimeSession:
         if self._detector is not None:
             self._detector.clear()
         self._speech_item_id = None
+        if self._ears is not None:
+            self._ears.discard()
         await self._out.emit("input_audio_buffer.cleared", {})
 
     # -- conversation ----------------------------------------------------------------------

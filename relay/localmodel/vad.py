@@ -18,7 +18,11 @@ MAX_SPEECH_MS = 5 * 60 * 1000
 
 
 class VoiceActivity(Protocol):
-    """Scores fixed windows of pcm16 24 kHz mono audio."""
+    """Scores fixed windows of pcm16 24 kHz mono audio.
+
+    A scorer that holds resources (Silero's pooled model) may also have a `close()`, which
+    `TurnDetector.close()` calls.
+    """
 
     window_ms: int
 
@@ -128,8 +132,27 @@ class TurnDetector:
     def position_ms(self) -> int:
         return (self._pos + len(self._pending)) // BYTES_PER_MS
 
+    @property
+    def silence_ms(self) -> int:
+        """During speech: how much trailing silence has been counted towards the end of turn."""
+        return self._silence_bytes // BYTES_PER_MS if self._in_speech else 0
+
+    def speech_audio(self, offset: int = 0) -> bytes:
+        """During speech: the utterance so far (prefix padding included) from byte `offset`.
+
+        The utterance only grows until it is cut, and the `SpeechStopped` audio is the whole of
+        it, so a listener can follow it with offsets.
+        """
+        return bytes(self._audio[offset:]) if self._in_speech else b""
+
     def update(self, settings: TurnSettings) -> None:
         self._settings = settings
+
+    def close(self) -> None:
+        """Releases the scorer (e.g. a pooled Silero model); the detector is unusable after."""
+        close = getattr(self._activity, "close", None)
+        if close is not None:
+            close()
 
     def feed(self, pcm: bytes) -> list[TurnEvent]:
         """Scores every whole window now available and returns the turn events they caused."""

@@ -1,0 +1,491 @@
+"""The `assistant` model over a real WebSocket (websockets server and client on 127.0.0.1).
+
+Pins: a spoken question (piper speech) gets the server-VAD turn events, a transcript with its
+key words, a tone event and the answer the rules give, spoken as non-silent 24 kHz pcm16 whose
+transcript deltas add up to the answer; silence_duration_ms and prefix_padding_ms move the turn
+boundaries; typed text, a greeting at session start, manual commits, audio items and Chinese
+(espeak-ng) are answered too; response.cancel and new speech stop the audio at once and the
+speaking thread with it, and truncate works on what was sent; two sessions answer at the same
+time; bad input gets an `error` and the session keeps answering; the session gives back its
+Silero model and ends its threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import threading
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
+
+import numpy as np
+import pytest
+
+from relay.localmodel import preload_model
+from relay.localmodel.assistant import AssistantModel
+from relay.localmodel.models import MODEL_SPECS, ModelSpec
+from relay.localmodel.silero import SileroVoiceActivity, shared_silero_pool
+from relay.localmodel.speaker import CHUNK_MS
+from relay.localmodel.tts import EspeakSynthesizer
+from relay.prosody import TONE_EVENT_TYPE, analyze_utterance
+from tests.speech import piper_speech, silence
+
+from .conftest import wait_until
+from .local_backend import (
+    BYTES_PER_MS,
+    Backend,
+    Event,
+    RealtimeClient,
+    audio_of,
+    b64,
+    realtime,
+    serve_backend,
+)
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2025, 11, 25, 15, 5)
+LEAD_MS = 500
+TALKATIVE = (
+    'You are Ada. Greet the user with "Hello there, I am Ada. I can tell you the time and the '
+    "date. I can also add, subtract, multiply and divide numbers for you. Ask me whatever you "
+    "like, and I will do my best to answer it. If I do not understand you, I will say so. Let us "
+    'begin whenever you are ready. I am listening carefully now."'
+)
+QUESTIONS = {
+    "what is two plus three": "Two plus three is five.",
+    "what time is it": "It's 3:05 PM.",
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def preloaded() -> None:
+    preload_model("assistant")
+
+
+@pytest.fixture(scope="module")
+def speech() -> dict[str, bytes]:
+    return {text: piper_speech(text) for text in QUESTIONS}
+
+
+@pytest.fixture
+async def backend(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Backend]:
+    spec = MODEL_SPECS["assistant"]
+    fixed = dataclasses.replace(spec, create=lambda: AssistantModel(clock=lambda: NOW))
+    monkeypatch.setitem(MODEL_SPECS, "assistant", fixed)
+    async with serve_backend() as served:
+        yield served
+
+
+def turn(pcm: bytes, tail_ms: int = 1500) -> bytes:
+    return silence(LEAD_MS) + pcm + silence(tail_ms)
+
+
+async def collect(client: RealtimeClient, *wanted: str, timeout_s: float = 30.0) -> list[Event]:
+    """Events until each of `wanted` has arrived (in any order)."""
+    events: list[Event] = []
+    missing = set(wanted)
+    async with asyncio.timeout(timeout_s):
+        while missing:
+            event = await client.recv(timeout_s)
+            events.append(event)
+            missing.discard(event["type"])
+    return events
+
+
+def of(events: list[Event], kind: str) -> list[Event]:
+    return [event for event in events if event["type"] == kind]
+
+
+def one(events: list[Event], kind: str) -> Event:
+    found = of(events, kind)
+    assert len(found) == 1, f"{len(found)} {kind} events"
+    return found[0]
+
+
+def transcript_of(events: list[Event], kind: str = "response.audio_transcript.delta") -> str:
+    return "".join(event["delta"] for event in of(events, kind))
+
+
+def assert_speech(pcm: bytes, min_s: float = 0.5) -> None:
+    assert len(pcm) % 2 == 0
+    assert len(pcm) / BYTES_PER_MS / 1000 > min_s
+    samples = np.frombuffer(pcm, "<i2").astype(np.float64)
+    assert np.abs(samples).max() > 3000
+    tone = analyze_utterance(pcm)
+    assert tone.voiced_s > 0.2 * tone.duration_s and tone.loudness_dbfs > -35
+
+
+def voiced_end_ms(pcm: bytes) -> int:
+    """Where the speech in `pcm` ends (piper leaves some silence after it)."""
+    samples = np.frombuffer(pcm, "<i2").astype(np.float64) / 32768
+    frames = samples[: len(samples) // 240 * 240].reshape(-1, 240)  # 10 ms
+    loud = np.flatnonzero(np.sqrt((frames**2).mean(axis=1)) > 10 ** (-45 / 20))
+    return int(loud[-1] + 1) * 10
+
+
+def threads_named(name: str) -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name.startswith(name)]
+
+
+@pytest.mark.parametrize("question", list(QUESTIONS))
+async def test_assistant_answers_a_spoken_question(
+    backend: Backend, speech: dict[str, bytes], question: str
+) -> None:
+    async with realtime(backend, "assistant") as client:
+        detection = client.session["session"]["turn_detection"]
+        assert detection["silence_duration_ms"] == 400
+        await client.append(turn(speech[question]))
+        events = await collect(
+            client,
+            "response.done",
+            "conversation.item.input_audio_transcription.completed",
+            TONE_EVENT_TYPE,
+        )
+
+    kinds = [event["type"] for event in events]
+    vad = [
+        "input_audio_buffer.speech_started",
+        "input_audio_buffer.speech_stopped",
+        "input_audio_buffer.committed",
+        "conversation.item.created",
+    ]
+    assert [kinds.index(kind) for kind in vad] == sorted(kinds.index(kind) for kind in vad)
+    started = one(events, "input_audio_buffer.speech_started")
+    stopped = one(events, "input_audio_buffer.speech_stopped")
+    user_id = started["item_id"]
+    assert stopped["item_id"] == one(events, "input_audio_buffer.committed")["item_id"] == user_id
+    # Silero needs a few windows to call speech; the start includes 300 ms of padding.
+    assert LEAD_MS - 300 - 40 <= started["audio_start_ms"] <= LEAD_MS - 300 + 120
+    # The end is where the VAD declared it: after 400 ms of silence (OpenAI's semantics).
+    speech_end_ms = LEAD_MS + voiced_end_ms(speech[question])
+    assert speech_end_ms + 400 <= stopped["audio_end_ms"] <= speech_end_ms + 400 + 200
+
+    completed = one(events, "conversation.item.input_audio_transcription.completed")
+    assert completed["item_id"] == user_id and completed["content_index"] == 0
+    words = set(completed["transcript"].split())
+    assert set(question.split()) - {"two", "is"} <= words, completed["transcript"]
+    tone = one(events, TONE_EVENT_TYPE)
+    assert tone["item_id"] == user_id and tone["voiced_s"] > 0.3
+    assert tone["loudness_dbfs"] > -30 and tone["pitch_median_hz"] > 60
+
+    done = one(events, "response.done")["response"]
+    assert done["status"] == "completed"
+    answer = one(events, "response.audio_transcript.done")["transcript"]
+    assert answer == QUESTIONS[question]
+    assert transcript_of(events) == answer
+    assert done["output"][0]["content"][0]["transcript"] == answer
+    assert_speech(audio_of(events))
+    chunk_sizes = [len(base64.b64decode(e["delta"])) for e in of(events, "response.audio.delta")]
+    assert max(chunk_sizes) <= CHUNK_MS * BYTES_PER_MS
+    # The transcript of a sentence comes with its first audio chunk.
+    first_text = kinds.index("response.audio_transcript.delta")
+    assert kinds[first_text + 1] == "response.audio.delta"
+
+
+async def test_assistant_turn_follows_silence_and_padding_settings(
+    backend: Backend, speech: dict[str, bytes]
+) -> None:
+    pcm = speech["what time is it"]
+    async with realtime(backend, "assistant") as client:
+        detection = {"silence_duration_ms": 800, "prefix_padding_ms": 100}
+        await client.roundtrip(
+            {"type": "session.update", "session": {"turn_detection": detection}},
+            "session.updated",
+        )
+        await client.append(turn(pcm))
+        events = await collect(client, "response.done")
+    started = one(events, "input_audio_buffer.speech_started")
+    stopped = one(events, "input_audio_buffer.speech_stopped")
+    speech_end_ms = LEAD_MS + voiced_end_ms(pcm)
+    assert LEAD_MS - 100 - 40 <= started["audio_start_ms"] <= LEAD_MS - 100 + 120
+    assert speech_end_ms + 800 <= stopped["audio_end_ms"] <= speech_end_ms + 800 + 200
+    assert one(events, "response.done")["response"]["status"] == "completed"
+
+
+async def test_assistant_answers_typed_text_in_both_dialects(backend: Backend) -> None:
+    typed = {
+        "type": "conversation.item.create",
+        "item": {
+            "type": "message",
+            "role": "user",
+            "content": [{"type": "input_text", "text": "what is 12 times 4"}],
+        },
+    }
+    async with realtime(backend, "assistant") as client:
+        await client.send(typed)
+        await client.send({"type": "response.create"})
+        beta = await collect(client, "response.done")
+        await client.roundtrip(
+            {"type": "session.update", "session": {"type": "realtime"}}, "session.updated"
+        )
+        await client.send(typed)
+        await client.send({"type": "response.create"})
+        ga = await collect(client, "response.done")
+    answer = "Twelve times four is forty-eight."
+    assert one(beta, "response.audio_transcript.done")["transcript"] == answer
+    assert_speech(audio_of(beta))
+    assert one(ga, "response.output_audio_transcript.done")["transcript"] == answer
+    assert transcript_of(ga, "response.output_audio_transcript.delta") == answer
+    assert_speech(audio_of(ga, "response.output_audio.delta"))
+    assert not of(ga, "response.audio.delta")
+
+
+async def test_assistant_greets_in_persona_and_answers_text_only(backend: Backend) -> None:
+    instructions = 'You are Max, a formal butler. Greet the user with "Good evening, sir."'
+    async with realtime(backend, "assistant") as client:
+        await client.roundtrip(
+            {"type": "session.update", "session": {"instructions": instructions}},
+            "session.updated",
+        )
+        await client.send({"type": "response.create"})
+        greeting = await collect(client, "response.done")
+        await client.send(
+            {
+                "type": "conversation.item.create",
+                "item": {
+                    "type": "message",
+                    "role": "user",
+                    "content": [{"type": "input_text", "text": "what time is it"}],
+                },
+            }
+        )
+        await client.send({"type": "response.create", "response": {"modalities": ["text"]}})
+        text_only = await collect(client, "response.done")
+    assert one(greeting, "response.audio_transcript.done")["transcript"] == "Good evening, sir."
+    assert_speech(audio_of(greeting))
+    assert one(text_only, "response.text.done")["text"] == "It is 3:05 PM."
+    assert not of(text_only, "response.audio.delta")
+
+
+@pytest.mark.parametrize(
+    ("session", "text", "answer", "voice"),
+    [
+        ({"instructions": "你是小艾，一个开朗的助手。"}, "现在几点", "现在是15点5分。", "cmn"),
+        ({"voice": "espeak"}, "what time is it", "It's 3:05 PM.", "en-us"),
+    ],
+    ids=["mandarin", "espeak-voice"],
+)
+async def test_assistant_speaks_with_espeak(
+    backend: Backend,
+    monkeypatch: pytest.MonkeyPatch,
+    session: Event,
+    text: str,
+    answer: str,
+    voice: str,
+) -> None:
+    voices: list[str] = []
+    synthesize = EspeakSynthesizer.synthesize
+
+    def spy(self: EspeakSynthesizer, text: str) -> Iterator[bytes]:
+        voices.append(self.language)
+        return synthesize(self, text)
+
+    monkeypatch.setattr(EspeakSynthesizer, "synthesize", spy)
+    async with realtime(backend, "assistant") as client:
+        await client.roundtrip({"type": "session.update", "session": session}, "session.updated")
+        await client.send(
+            {
+                "type": "conversation.item.create",
+                "item": {
+                    "type": "message",
+                    "role": "user",
+                    "content": [{"type": "input_text", "text": text}],
+                },
+            }
+        )
+        await client.send({"type": "response.create"})
+        events = await collect(client, "response.done")
+    assert one(events, "response.audio_transcript.done")["transcript"] == answer
+    assert_speech(audio_of(events))
+    assert voices == [voice]
+
+
+async def test_assistant_manual_commit_and_audio_items(
+    backend: Backend, speech: dict[str, bytes]
+) -> None:
+    pcm = silence(200) + speech["what is two plus three"] + silence(300)
+    async with realtime(backend, "assistant") as client:
+        await client.roundtrip(
+            {"type": "session.update", "session": {"turn_detection": None}}, "session.updated"
+        )
+        await client.append(pcm)
+        await client.send({"type": "input_audio_buffer.commit"})
+        await client.send({"type": "response.create", "response": {"modalities": ["text"]}})
+        committed = await collect(
+            client, "response.done", "conversation.item.input_audio_transcription.completed"
+        )
+        item = {
+            "type": "message",
+            "role": "user",
+            "content": [{"type": "input_audio", "audio": b64(pcm)}],
+        }
+        await client.send({"type": "conversation.item.create", "item": item})
+        await client.send({"type": "response.create", "response": {"modalities": ["text"]}})
+        created = await collect(
+            client, "response.done", "conversation.item.input_audio_transcription.completed"
+        )
+        user_id = of(created, "conversation.item.created")[0]["item"]["id"]
+        retrieved = await client.roundtrip(
+            {"type": "conversation.item.retrieve", "item_id": user_id},
+            "conversation.item.retrieved",
+        )
+    for events in (committed, created):
+        assert one(events, "response.text.done")["text"] == "Two plus three is five."
+        assert (
+            "plus"
+            in one(events, "conversation.item.input_audio_transcription.completed")["transcript"]
+        )
+    assert "plus" in retrieved["item"]["content"][0]["transcript"]
+
+
+async def start_talkative_reply(client: RealtimeClient) -> tuple[list[Event], Event]:
+    await client.roundtrip(
+        {"type": "session.update", "session": {"instructions": TALKATIVE}}, "session.updated"
+    )
+    await client.send({"type": "response.create"})
+    events = await client.recv_until("response.audio.delta")
+    return events, one(events, "response.created")
+
+
+async def test_assistant_response_cancel_stops_audio_and_truncates(backend: Backend) -> None:
+    async with realtime(backend, "assistant") as client:
+        opening, created = await start_talkative_reply(client)
+        await client.send({"type": "response.cancel"})
+        events = opening + await client.recv_until("response.done")
+        # The speaking thread stops within one sentence, and nothing more is sent.
+        await wait_until(lambda: not threads_named("localmodel-speaker"), timeout_s=5)
+        with pytest.raises(TimeoutError):
+            await client.recv(timeout_s=0.3)
+        item_id = one(events, "response.output_item.added")["item"]["id"]
+        sent_ms = len(audio_of(events)) // BYTES_PER_MS
+        truncated = await client.roundtrip(
+            {
+                "type": "conversation.item.truncate",
+                "item_id": item_id,
+                "content_index": 0,
+                "audio_end_ms": sent_ms // 2,
+            },
+            "conversation.item.truncated",
+        )
+        too_far = await client.roundtrip(
+            {
+                "type": "conversation.item.truncate",
+                "item_id": item_id,
+                "content_index": 0,
+                "audio_end_ms": sent_ms + 1000,
+            },
+            "error",
+        )
+    done = events[-1]["response"]
+    assert done["id"] == created["response"]["id"]
+    assert done["status"] == "cancelled"
+    assert done["status_details"]["reason"] == "client_cancelled"
+    full_s = len(TALKATIVE.split('"')[1].split()) * 0.3  # far more than was sent
+    assert 0 < sent_ms < full_s * 1000
+    assert truncated["audio_end_ms"] == sent_ms // 2
+    assert too_far["error"]["param"] == "audio_end_ms"
+
+
+async def test_assistant_new_speech_interrupts_the_reply(
+    backend: Backend, speech: dict[str, bytes]
+) -> None:
+    async with realtime(backend, "assistant") as client:
+        _, created = await start_talkative_reply(client)
+        await client.append(turn(speech["what is two plus three"]))
+        events = await collect(client, "response.done")
+        cancelled = events[-1]["response"]
+        second = await collect(client, "response.done")
+    assert cancelled["id"] == created["response"]["id"]
+    assert (cancelled["status"], cancelled["status_details"]["reason"]) == (
+        "cancelled",
+        "turn_detected",
+    )
+    done_at = len(events) - 1
+    started_at = [e["type"] for e in events].index("input_audio_buffer.speech_started")
+    assert started_at < done_at
+    # No audio of the interrupted response after it was cancelled.
+    assert not [e for e in second if e.get("response_id") == cancelled["id"]]
+    assert one(second, "response.audio_transcript.done")["transcript"] == (
+        "Two plus three is five."
+    )
+
+
+async def test_assistant_sessions_answer_at_the_same_time(
+    backend: Backend, speech: dict[str, bytes]
+) -> None:
+    async def ask(question: str) -> str:
+        async with realtime(backend, "assistant") as client:
+            await client.append(turn(speech[question]))
+            events = await collect(client, "response.done")
+        return str(one(events, "response.audio_transcript.done")["transcript"])
+
+    answers = await asyncio.gather(*(ask(question) for question in QUESTIONS))
+    assert answers == list(QUESTIONS.values())
+
+
+OVERSIZED = "A" * (15 * 1024 * 1024 + 4)
+
+
+@pytest.mark.parametrize(
+    ("event", "code", "param"),
+    [
+        ({"type": "no.such.event"}, "invalid_value", "type"),
+        (
+            {"type": "input_audio_buffer.append", "audio": "@@not base64@@"},
+            "invalid_base64",
+            "audio",
+        ),
+        (
+            {"type": "session.update", "session": {"input_audio_format": "g711_ulaw"}},
+            "invalid_value",
+            "session.input_audio_format",
+        ),
+        ({"type": "input_audio_buffer.append", "audio": OVERSIZED}, "audio_too_large", "audio"),
+    ],
+    ids=["unknown-type", "bad-base64", "wrong-format", "oversized"],
+)
+async def test_assistant_bad_input_gets_error_and_keeps_answering(
+    backend: Backend, event: Event, code: str, param: str
+) -> None:
+    async with realtime(backend, "assistant") as client:
+        error = (await client.roundtrip({**event, "event_id": "bad"}, "error"))["error"]
+        await client.send(
+            {
+                "type": "conversation.item.create",
+                "item": {
+                    "type": "message",
+                    "role": "user",
+                    "content": [{"type": "input_text", "text": "what is two plus two"}],
+                },
+            }
+        )
+        await client.send({"type": "response.create", "response": {"modalities": ["text"]}})
+        events = await collect(client, "response.done")
+    assert (error["code"], error["param"], error["event_id"]) == (code, param, "bad")
+    assert one(events, "response.text.done")["text"] == "Two plus two is four."
+
+
+async def test_assistant_session_end_releases_models_and_threads(
+    backend: Backend, speech: dict[str, bytes]
+) -> None:
+    pool = shared_silero_pool()
+    idle = pool.idle_count()
+    async with realtime(backend, "assistant") as client:
+        assert pool.idle_count() == max(idle - 1, 0)
+        await client.append(turn(speech["what time is it"]))
+        await collect(client, "response.done")
+        assert threads_named("localmodel-listener")
+    await asyncio.wait_for(backend.changed.wait(), 10)
+    assert pool.idle_count() == max(idle, 1)
+    await wait_until(lambda: not threads_named("localmodel-"), timeout_s=10)
+    assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("localmodel-")]
+
+
+def test_assistant_spec_uses_silero_and_a_shorter_silence() -> None:
+    spec: ModelSpec = MODEL_SPECS["assistant"]
+    assert spec.turn_detection.silence_duration_ms == 400
+    activity = spec.voice_activity()
+    assert isinstance(activity, SileroVoiceActivity)
+    activity.close()

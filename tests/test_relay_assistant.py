@@ -1,0 +1,78 @@
+"""End to end: a real aiortc peer asks the local `assistant` model the time through the relay.
+
+Pins: the spoken question comes back as the user's transcript, and the answer (from the
+model's clock) as a final assistant transcript on the data channel with its audio audible on
+the peer's track, after the silence the relay measured as the turn's latency.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from datetime import datetime
+
+import pytest
+
+from relay.localmodel import preload_model
+from relay.localmodel.assistant import AssistantModel
+from relay.localmodel.models import MODEL_SPECS
+from tests.speech import piper_speech
+
+from .conftest import live_app, wait_until
+from .media import ClientPeer, SpeechTrack, envelope
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2025, 11, 25, 15, 5)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def preloaded() -> None:
+    preload_model("assistant")
+
+
+@pytest.fixture
+def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    spec = MODEL_SPECS["assistant"]
+    fixed = dataclasses.replace(spec, create=lambda: AssistantModel(clock=lambda: NOW))
+    monkeypatch.setitem(MODEL_SPECS, "assistant", fixed)
+    yield
+
+
+def loud_ms(pcm: bytes) -> int:
+    return int((envelope(pcm) > 0.02).sum()) * 10
+
+
+def final_transcripts(client: ClientPeer, role: str) -> list[str]:
+    return [
+        str(event["text"])
+        for event in client.events_of("transcript")
+        if event["role"] == role and event["final"]
+    ]
+
+
+@pytest.mark.usefixtures("fixed_clock")
+async def test_relay_assistant_tells_the_time() -> None:
+    question = piper_speech("what time is it")
+    client = ClientPeer(SpeechTrack(question))
+    async with live_app(model="assistant") as live, live.http() as http:
+        await client.connect(http)
+        await client.track.finished.wait()  # type: ignore[attr-defined]
+        start = len(client.received)
+        await wait_until(lambda: final_transcripts(client, "assistant"), timeout_s=20)
+        # Let most of the answer (about 1.5 s of speech) play out to the peer.
+        await wait_until(lambda: loud_ms(bytes(client.received[start:])) > 1000, timeout_s=10)
+        latencies = client.events_of("latency")
+        states = [event["state"] for event in client.events_of("state")]
+        response = await http.delete(f"/api/sessions/{client.session_id}")
+        assert response.status_code == 204
+    await client.close()
+
+    user = final_transcripts(client, "user")
+    assert user and {"time", "it"} <= set(user[-1].split()), user
+    assert final_transcripts(client, "assistant") == ["It's 3:05 PM."]
+    answer = bytes(client.received[start:])
+    assert envelope(answer).max() > 0.05, "no audio came back"
+    assert "user_speaking" in states and "assistant_speaking" in states
+    # Measured from the end of speech, so it includes the VAD's silence hangover.
+    assert len(latencies) == 1 and 300 < latencies[0]["ms"] < 5000
