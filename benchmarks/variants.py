@@ -46,10 +46,16 @@ def paced_after_underrun() -> None:
     PlayoutTrack._sleep = sleep  # type: ignore[method-assign]
 
 
+def no_catch_up() -> None:
+    """A real-time stream keeps whatever a burst added to the playout buffer (before catch-up)."""
+    PlayoutTrack._has_spare_audio = lambda self: False  # type: ignore[method-assign]
+
+
 VARIANTS: dict[str, Callable[[], None]] = {
     "stock-audio-level": stock_audio_level,
     "24k-playout": playout_24k,
     "paced-after-underrun": paced_after_underrun,
+    "no-catch-up": no_catch_up,
 }
 assert tuple(VARIANTS) == RELAY_VARIANTS
 

@@ -18,6 +18,13 @@ logger = logging.getLogger(__name__)
 MAX_BUFFER_MS = 120_000  # model audio arrives faster than real time; two minutes is plenty
 MAX_TRACKED_ITEMS = 64
 LATE_RESET_S = 0.2  # after a stall this long, restart pacing instead of bursting frames
+# A real-time stream (loopback, a full-duplex model) that got a burst after a stall keeps it as
+# latency: once the buffer has stayed within these bounds for CATCH_UP_STABLE_FRAMES, one frame
+# in every CATCH_UP_EVERY_FRAMES goes out early. Model replies queue far more than the maximum.
+CATCH_UP_MIN_MS = 40
+CATCH_UP_MAX_MS = 400
+CATCH_UP_STABLE_FRAMES = 25
+CATCH_UP_EVERY_FRAMES = 5
 SILENCE = bytes(FRAME_BYTES)
 
 
@@ -66,6 +73,7 @@ class PlayoutTrack(MediaStreamTrack):
         # restarts from it, so an underrun costs one gap, not 20 ms of latency from then on.
         self._starved = True
         self._wake: asyncio.Future[bool] | None = None
+        self._spare_frames = 0
         self.dropped_bytes = 0
         self.late_frames = 0
 
@@ -118,6 +126,8 @@ class PlayoutTrack(MediaStreamTrack):
             self._start = loop.time()
         else:
             self._pts += FRAME_SAMPLES
+            if self._has_spare_audio():
+                self._start -= FRAME_S
             wait = self._start + self._pts * FRAME_S / FRAME_SAMPLES - loop.time()
             if wait > 0 and await self._sleep(loop, wait):
                 self._start = loop.time() - self._pts * FRAME_S / FRAME_SAMPLES
@@ -129,6 +139,15 @@ class PlayoutTrack(MediaStreamTrack):
         if self._to_webrtc is not None:
             return self._to_webrtc.frame(self._next_pcm(), self._pts)
         return pcm_frame(self._next_pcm(), self._pts)
+
+    def _has_spare_audio(self) -> bool:
+        """True when this frame may go out early: the buffer has kept a frame it never needed."""
+        if CATCH_UP_MIN_MS * BYTES_PER_MS <= self._buffered_bytes <= CATCH_UP_MAX_MS * BYTES_PER_MS:
+            self._spare_frames += 1
+        else:
+            self._spare_frames = 0
+        spare = self._spare_frames - CATCH_UP_STABLE_FRAMES
+        return spare >= 0 and spare % CATCH_UP_EVERY_FRAMES == 0
 
     async def _sleep(self, loop: asyncio.AbstractEventLoop, delay: float) -> bool:
         """Wait `delay` seconds; True if audio arrived after an underrun and ended it sooner."""

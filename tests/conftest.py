@@ -42,7 +42,13 @@ def short_consent_timers() -> Iterator[None]:
 
 
 def make_settings(**overrides: Any) -> Settings:
-    values: dict[str, Any] = {"host": LOOPBACK, "ice_addresses": [LOOPBACK], "backend": "local"}
+    # `echo` answers at once and deterministically; tests of the assistant ask for it.
+    values: dict[str, Any] = {
+        "host": LOOPBACK,
+        "ice_addresses": [LOOPBACK],
+        "backend": "local",
+        "model": "echo",
+    }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 

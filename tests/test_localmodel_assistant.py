@@ -4,10 +4,11 @@ Pins: a spoken question (piper speech) gets the server-VAD turn events, a transc
 key words, a tone event and the answer the rules give, spoken as non-silent 24 kHz pcm16 whose
 transcript deltas add up to the answer; silence_duration_ms and prefix_padding_ms move the turn
 boundaries; typed text, a greeting at session start, manual commits, audio items and Chinese
-(espeak-ng) are answered too; response.cancel and new speech stop the audio at once and the
-speaking thread with it, and truncate works on what was sent; two sessions answer at the same
-time; bad input gets an `error` and the session keeps answering; the session gives back its
-Silero model and ends its threads.
+(espeak-ng, also as the `espeak` voice) are answered too; response.cancel and new speech stop
+the audio at once and the speaking thread with it, and truncate works on what was sent; two
+sessions answer at the same time; bad input gets an `error` and the session keeps answering;
+the session gives back its Silero model and ends its threads; VAD turned back on gets the
+model's 400 ms default.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from datetime import datetime
 import numpy as np
 import pytest
 
-from relay.localmodel import preload_model
+from relay.localmodel import UnknownModelError, preload_model
 from relay.localmodel.assistant import AssistantModel
 from relay.localmodel.models import MODEL_SPECS, ModelSpec
 from relay.localmodel.silero import SileroVoiceActivity, shared_silero_pool
@@ -489,3 +490,23 @@ def test_assistant_spec_uses_silero_and_a_shorter_silence() -> None:
     activity = spec.voice_activity()
     assert isinstance(activity, SileroVoiceActivity)
     activity.close()
+
+
+async def test_assistant_vad_turned_back_on_gets_the_model_defaults(backend: Backend) -> None:
+    async with realtime(backend, "assistant") as client:
+        off = await client.roundtrip(
+            {"type": "session.update", "session": {"turn_detection": None}}, "session.updated"
+        )
+        on = await client.roundtrip(
+            {"type": "session.update", "session": {"turn_detection": {"type": "server_vad"}}},
+            "session.updated",
+        )
+    assert off["session"]["turn_detection"] is None
+    assert on["session"]["turn_detection"]["silence_duration_ms"] == 400
+
+
+def test_preload_model_is_a_no_op_without_weights_and_checks_the_name() -> None:
+    preload_model("echo")
+    preload_model("assistant")  # loaded already: returns at once
+    with pytest.raises(UnknownModelError):
+        preload_model("no-such-model")

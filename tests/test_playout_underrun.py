@@ -1,7 +1,10 @@
-"""PlayoutTrack after an underrun: late audio goes out at once and pacing restarts from it.
+"""PlayoutTrack pacing of real-time streams: underruns and bursts do not turn into latency.
 
-Without this every underrun (audio arriving just after its tick) added 20 ms of latency for
-the rest of the stream; at 10 loopback sessions that was 40-60 ms (docs/performance.md).
+- audio that arrives after an underrun goes out at once and pacing restarts from it (before,
+  every underrun added 20 ms of latency for the rest of the stream);
+- audio queued while the playout is busy keeps its pace;
+- a burst on a real-time stream drains back to one spare frame (catch-up), while a model reply
+  queued faster than real time is paced frame by frame.
 """
 
 from __future__ import annotations
@@ -51,4 +54,39 @@ async def test_playout_keeps_pace_while_audio_is_queued() -> None:
     track.push("a", tone_pcm(0.02))  # not starved: waits for its tick
     await pending
     assert loop.time() - start >= 0.015
+    track.stop()
+
+
+async def test_playout_catches_up_a_real_time_stream_after_a_burst() -> None:
+    track = PlayoutTrack()
+    loop = asyncio.get_running_loop()
+    track.push("a", tone_pcm(0.1))  # a burst: 100 ms at once, then real time
+
+    async def produce() -> None:
+        start = loop.time()
+        for i in range(1, 70):
+            await asyncio.sleep(max(0.0, start + i * 0.02 - loop.time()))
+            track.push("a", tone_pcm(0.02))
+
+    producer = asyncio.create_task(produce())
+    levels = []
+    while not producer.done():
+        await track.recv()
+        levels.append(track.buffered_ms)
+    await producer
+    track.stop()
+    assert max(levels[:20]) >= 80  # the burst stayed at first
+    assert levels[-1] <= 40  # then drained towards one spare frame
+
+
+async def test_playout_paces_a_model_reply_without_catching_up() -> None:
+    track = PlayoutTrack()
+    loop = asyncio.get_running_loop()
+    track.push("a", tone_pcm(2.0))  # a reply faster than real time: far above the bound
+    await track.recv()
+    start = loop.time()
+    for _ in range(40):
+        await track.recv()
+    assert loop.time() - start >= 0.78
+    assert 1150 <= track.buffered_ms <= 1200
     track.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from relay import SessionRegistry, use_host_addresses
+from relay.localmodel import preload_model
 
 from .backend import backend_config, session_options
 from .errors import install_error_handlers
@@ -35,6 +37,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.limiter = SessionLimiter(settings.sessions_per_ip_per_minute)
         backend = backend_config(settings)
         logger.info("voice-relay backend=%s model=%s", backend.dialect, backend.model)
+        if backend.dialect == "local" and not settings.backend_url:
+            # Load the local model's weights now, not during the first visitor's first turn.
+            await asyncio.to_thread(preload_model, backend.model)
         try:
             yield
         finally:

@@ -13,7 +13,7 @@ BackendName = Literal["local", "stepfun", "openai"]
 DEFAULT_MAX_SESSIONS = 30
 
 DEFAULT_MODELS: dict[str, str] = {
-    "local": "echo",
+    "local": "assistant",
     "stepfun": "stepaudio-2.5-realtime",
     "openai": "gpt-realtime",
 }

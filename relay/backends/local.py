@@ -7,7 +7,7 @@ from .dialect import BackendConfig, BearerDialect, Event, without_none
 
 class LocalDialect(BearerDialect):
     name = "local"
-    default_model = "echo"
+    default_model = "assistant"
 
     def greeting_event(self, config: BackendConfig) -> Event | None:
         # The local models take the greeting from the persona in `instructions`.
