@@ -47,9 +47,10 @@ def make_settings(**overrides: Any) -> Settings:
         "host": LOOPBACK,
         "ice_addresses": [LOOPBACK],
         "backend": "local",
-        "model": "echo",
     }
     values.update(overrides)
+    if values["backend"] == "local":
+        values.setdefault("model", "echo")
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 

@@ -8,6 +8,8 @@ from .dialect import BackendConfig, BearerDialect, Event, without_none
 class LocalDialect(BearerDialect):
     name = "local"
     default_model = "assistant"
+    # The assistant's own default: its Silero VAD needs less hangover than an energy VAD.
+    silence_duration_ms = 400
 
     def greeting_event(self, config: BackendConfig) -> Event | None:
         # The local models take the greeting from the persona in `instructions`.
