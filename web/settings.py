@@ -10,7 +10,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 BackendName = Literal["local", "stepfun", "openai"]
 
-DEFAULT_MAX_SESSIONS = 30
+DEFAULT_MAX_SESSIONS = 8
 
 DEFAULT_MODELS: dict[str, str] = {
     "local": "assistant",
