@@ -10,8 +10,6 @@ import uvicorn
 from fastapi import FastAPI
 from pydantic import ValidationError
 
-from relay import rtp_level
-
 from .app import create_app
 from .links import cli as links_cli
 from .routes import realtime
@@ -65,8 +63,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         uvicorn.Server(config).run()
         return 0
-    # Process-wide: aiortc's RTP audio level in numpy (docs/performance.md).
-    rtp_level.install()
     server = RelayServer(
         create_app(settings), host=settings.host, port=settings.port, log_level=log_level
     )
