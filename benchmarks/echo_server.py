@@ -23,8 +23,9 @@ from aiortc.mediastreams import MediaStreamTrack
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from relay import rtp_level
 from relay.peer import create_peer_connection, use_host_addresses
+
+from . import rtp_level
 
 
 def create_echo_app() -> FastAPI:
@@ -84,7 +85,7 @@ def main() -> None:
     parser.add_argument(
         "--stock-audio-level",
         action="store_true",
-        help="keep aiortc's pure-Python RTP audio level (the default installs relay.rtp_level)",
+        help="keep aiortc's pure-Python audio level (the default: benchmarks.rtp_level)",
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)

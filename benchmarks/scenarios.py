@@ -31,7 +31,7 @@ class Scenario:
 
 
 # Optimizations `benchmarks.variants` can undo in a relay process, to measure each one.
-RELAY_VARIANTS = ("stock-audio-level", "24k-playout", "paced-after-underrun", "no-catch-up")
+RELAY_VARIANTS = ("aiortc-encoder", "aiortc-decoder", "paced-after-underrun", "no-catch-up")
 
 FLOOR = Target("floor", "echo")
 RELAY = Target("relay", "relay")

@@ -1,6 +1,6 @@
 """`voice-relay` with named optimizations undone, to measure what each one saves in the same run.
 
-    python -m benchmarks.variants stock-audio-level+24k-playout serve --port 8000
+    python -m benchmarks.variants aiortc-encoder+no-catch-up serve --port 8000
 
 `relay_bench --relay-variant NAME` starts one of these next to the real relay as target
 `relay-NAME`. Variants patch only this process; nothing here is used by the product.
@@ -9,31 +9,58 @@
 from __future__ import annotations
 
 import asyncio
+import fractions
 import sys
 from collections.abc import Callable
 from typing import Any
 
-from relay import rtp_level, session
+from av import AudioFrame, AudioResampler
+
+from relay.audio import FRAME_BYTES, MODEL_RATE_HZ, SAMPLE_BYTES, pcm_frame
+from relay import session
 from relay.playout import PlayoutTrack
 from web import cli
 
+from . import rtp_level
 from .scenarios import RELAY_VARIANTS
 
-
-def stock_audio_level() -> None:
-    """aiortc's pure-Python RTP audio level (before relay.rtp_level)."""
-    rtp_level.install = lambda: None  # type: ignore[assignment]
+WEBRTC_RATE_HZ = 48_000
+WEBRTC_TIME_BASE = fractions.Fraction(1, WEBRTC_RATE_HZ)
 
 
-def playout_24k() -> None:
-    """Playout frames at 24 kHz, re-framed by aiortc's encoder (before WebRtcResampler)."""
+class WebRtcResampler:
+    """20 ms of pcm16 24 kHz mono as one 48 kHz frame of exactly 20 ms (aiortc's encoder re-frames
+    anything else into 960-sample frames, and a short frame waits 20 ms for the next)."""
 
-    class Playout24k(PlayoutTrack):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs["webrtc_rate"] = False
-            super().__init__(*args, **kwargs)
+    def __init__(self) -> None:
+        self._resampler = AudioResampler(format="s16", layout="mono", rate=WEBRTC_RATE_HZ)
+        self._resampler.resample(pcm_frame(bytes(FRAME_BYTES), 0))  # pay the filter delay once
 
-    session.PlayoutTrack = Playout24k  # type: ignore[misc]
+    def frame(self, pcm: bytes, pts: int) -> AudioFrame:
+        ratio = WEBRTC_RATE_HZ // MODEL_RATE_HZ
+        (frame,) = self._resampler.resample(pcm_frame(pcm, pts))
+        assert frame.samples * SAMPLE_BYTES == len(pcm) * ratio
+        frame.time_base = WEBRTC_TIME_BASE
+        frame.pts = pts * ratio
+        return frame
+
+
+def aiortc_encoder() -> None:
+    """Playout as 48 kHz frames encoded by aiortc (stereo 96 kbps in its executor, RTP audio
+    level in numpy): the relay before relay/opus.py."""
+    rtp_level.install()
+
+    async def recv(self: PlayoutTrack) -> Any:
+        pcm = await self.next_pcm()
+        resampler = self.__dict__.setdefault("_to_webrtc", WebRtcResampler())
+        return resampler.frame(pcm, self._pts)
+
+    PlayoutTrack.recv = recv  # type: ignore[method-assign]
+
+
+def aiortc_decoder() -> None:
+    """Received audio decoded to stereo in aiortc's decoder thread: before relay/decoding.py."""
+    session.decode_in_loop = lambda receiver: None  # type: ignore[assignment,return-value]
 
 
 def paced_after_underrun() -> None:
@@ -52,8 +79,8 @@ def no_catch_up() -> None:
 
 
 VARIANTS: dict[str, Callable[[], None]] = {
-    "stock-audio-level": stock_audio_level,
-    "24k-playout": playout_24k,
+    "aiortc-encoder": aiortc_encoder,
+    "aiortc-decoder": aiortc_decoder,
     "paced-after-underrun": paced_after_underrun,
     "no-catch-up": no_catch_up,
 }

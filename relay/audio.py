@@ -14,8 +14,6 @@ FRAME_SAMPLES = MODEL_RATE_HZ * FRAME_MS // 1000  # 480
 FRAME_BYTES = FRAME_SAMPLES * SAMPLE_BYTES  # 960
 FRAME_S = FRAME_MS / 1000
 MODEL_TIME_BASE = fractions.Fraction(1, MODEL_RATE_HZ)
-WEBRTC_RATE_HZ = 48_000
-WEBRTC_TIME_BASE = fractions.Fraction(1, WEBRTC_RATE_HZ)
 
 
 def pcm_ms(pcm: bytes | bytearray | memoryview) -> float:
@@ -42,7 +40,7 @@ class ModelResampler:
 def _frame_bytes(frame: AudioFrame) -> bytes:
     # Decoded Opus frames carry a plane larger than their samples; keep only the valid part.
     size = frame.samples * SAMPLE_BYTES * len(frame.layout.channels)
-    return bytes(frame.planes[0])[:size]
+    return bytes(memoryview(frame.planes[0])[:size])
 
 
 def pcm_frame(pcm: bytes, pts: int) -> AudioFrame:
@@ -53,36 +51,3 @@ def pcm_frame(pcm: bytes, pts: int) -> AudioFrame:
     frame.time_base = MODEL_TIME_BASE
     frame.pts = pts
     return frame
-
-
-class WebRtcResampler:
-    """Turns 20 ms of pcm16 24 kHz mono into one 48 kHz mono frame of exactly 20 ms.
-
-    aiortc's Opus encoder re-frames its input into 960-sample 48 kHz frames; a 24 kHz frame
-    resampled there comes out a few samples short, so each frame waited for the next one: 20 ms
-    of delay. Exact 48 kHz frames pass straight through. Our resampler is primed with one
-    frame of silence, so its filter delay (32 samples) is paid once and every later call
-    returns exactly one full frame, which is handed on without a copy.
-    """
-
-    def __init__(self) -> None:
-        self._resampler = AudioResampler(format="s16", layout="mono", rate=WEBRTC_RATE_HZ)
-        self._resampler.resample(pcm_frame(bytes(FRAME_BYTES), 0))
-        self._carry = b""
-
-    def frame(self, pcm: bytes, pts: int) -> AudioFrame:
-        ratio = WEBRTC_RATE_HZ // MODEL_RATE_HZ
-        resampled = self._resampler.resample(pcm_frame(pcm, pts))
-        size = len(pcm) * ratio  # bytes of 48 kHz audio
-        if not self._carry and len(resampled) == 1 and resampled[0].samples * 2 == size:
-            frame = resampled[0]
-        else:  # not seen with PyAV 18; keep the frame length exact whatever the resampler does
-            out = self._carry + b"".join(_frame_bytes(f) for f in resampled)
-            out = bytes(max(0, size - len(out))) + out
-            self._carry = out[size:]
-            frame = AudioFrame(format="s16", layout="mono", samples=size // SAMPLE_BYTES)
-            frame.planes[0].update(out[:size])
-            frame.sample_rate = WEBRTC_RATE_HZ
-        frame.time_base = WEBRTC_TIME_BASE
-        frame.pts = pts * ratio
-        return frame

@@ -1,4 +1,4 @@
-"""PlayoutTrack: the outbound audio track; paced 20 ms frames from a flushable buffer."""
+"""PlayoutTrack: the outbound audio track; paced 20 ms Opus packets from a flushable buffer."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ import logging
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from av import AudioFrame
+from av import Packet
 
-from .audio import BYTES_PER_MS, FRAME_BYTES, FRAME_S, FRAME_SAMPLES, WebRtcResampler, pcm_frame
+from .audio import BYTES_PER_MS, FRAME_BYTES, FRAME_S, FRAME_SAMPLES
+from .opus import PlayoutEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +48,11 @@ class ItemPlayout:
 
 
 class PlayoutTrack(MediaStreamTrack):
-    """Emits one 20 ms pcm16 24 kHz frame on schedule: buffered model audio, else silence."""
+    """Sends one 20 ms Opus packet on schedule: buffered model audio, else silence.
+
+    `next_pcm` is the paced pcm16 24 kHz stream; `recv` (aiortc's sender) encodes it here, so
+    aiortc sends the packets as they are.
+    """
 
     kind = "audio"
 
@@ -54,12 +60,9 @@ class PlayoutTrack(MediaStreamTrack):
         self,
         on_item_started: Callable[[str | None], None] | None = None,
         on_drained: Callable[[], None] | None = None,
-        *,
-        webrtc_rate: bool = False,
     ) -> None:
         super().__init__()
-        # With webrtc_rate, frames leave at 48 kHz: 20 ms less latency in aiortc's encoder.
-        self._to_webrtc = WebRtcResampler() if webrtc_rate else None
+        self._encoder = PlayoutEncoder()
         self._segments: deque[tuple[ItemPlayout, bytes]] = deque()
         self._head_offset = 0
         self._buffered_bytes = 0
@@ -118,7 +121,12 @@ class PlayoutTrack(MediaStreamTrack):
         self._buffered_bytes = 0
         return self._current
 
-    async def recv(self) -> AudioFrame:
+    async def recv(self) -> Packet[Any]:
+        pcm = await self.next_pcm()
+        return self._encoder.encode(pcm, self._pts, silent=pcm is SILENCE)
+
+    async def next_pcm(self) -> bytes:
+        """The next 20 ms of pcm16 24 kHz audio, when it is due (`SILENCE` if nothing is queued)."""
         if self.readyState != "live":
             raise MediaStreamError
         loop = asyncio.get_running_loop()
@@ -136,9 +144,7 @@ class PlayoutTrack(MediaStreamTrack):
                 self._start = loop.time() - self._pts * FRAME_S / FRAME_SAMPLES
             if self.readyState != "live":
                 raise MediaStreamError
-        if self._to_webrtc is not None:
-            return self._to_webrtc.frame(self._next_pcm(), self._pts)
-        return pcm_frame(self._next_pcm(), self._pts)
+        return self._next_pcm()
 
     def _has_spare_audio(self) -> bool:
         """True when this frame may go out early: the buffer has kept a frame it never needed."""

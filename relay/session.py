@@ -20,6 +20,7 @@ from . import events
 from .backends import BackendConfig, RealtimeClient, dialect_for
 from .backends.client import error_message
 from .backends.dialect import Event
+from .decoding import decode_in_loop
 from .errors import BackendError, PolicyViolation, SignallingError
 from .events import PageEvent, State
 from .peer import IceServerConfig, create_peer_connection
@@ -70,7 +71,7 @@ class Session:
         self._started_at = self._loop.time()
         self._client = RealtimeClient(backend, dialect_for(backend.dialect))
         self.playout = PlayoutTrack(
-            on_item_started=self._on_item_started, on_drained=self._on_drained, webrtc_rate=True
+            on_item_started=self._on_item_started, on_drained=self._on_drained
         )
         self.pc: RTCPeerConnection = create_peer_connection(options.ice_servers)
         self._uplink: Uplink | None = None
@@ -109,6 +110,9 @@ class Session:
         self._set_state(State.CONNECTING)
         try:
             await self.pc.setRemoteDescription(offer)
+            for transceiver in self.pc.getTransceivers():
+                if transceiver.kind == "audio":
+                    decode_in_loop(transceiver.receiver)
             self.pc.addTrack(self.playout)
             await self.pc.setLocalDescription(await self.pc.createAnswer())
         except Exception as exc:  # aiortc raises many types for SDP it cannot use

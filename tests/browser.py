@@ -1,4 +1,6 @@
-"""Browser test helpers: test speech for Chromium's fake microphone, and a headless Chromium.
+"""Browser test helpers: a headless Chromium with fake media devices, and the talk page in it.
+
+The WAV files its fake microphone plays come from tests/speech.py.
 
 Chromium sends WebRTC only on loopback here (see docs/testing-network.md): host candidates on
 127.0.0.1 need --allow-loopback-in-peer-connection, and the tests run in a network namespace
@@ -8,16 +10,12 @@ with only `lo`.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
-import wave
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import numpy as np
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
 
 CHROMIUM = "/usr/bin/chromium"
@@ -34,49 +32,10 @@ BASE_ARGS = [
     "--disable-quic",
     "--use-fake-device-for-media-stream",
 ]
-WAV_RATE_HZ = 16_000
 # Generous: a loaded 2-core machine runs the server, the model and Chromium at once.
 UI_TIMEOUT_MS = 20_000
 
 T = TypeVar("T")
-
-
-def write_wav(path: Path, samples: np.ndarray, rate_hz: int = WAV_RATE_HZ) -> Path:
-    """16-bit PCM mono WAV, the format Chromium's fake audio capture reads."""
-    pcm = np.clip(samples, -32768, 32767).astype("<i2")
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(rate_hz)
-        wav.writeframes(pcm.tobytes())
-    return path
-
-
-def speech_wav(path: Path, text: str, *, silence_s: float = 4.0, voice: str = "en-us") -> Path:
-    """`text` spoken by espeak-ng, then `silence_s` of silence so the server VAD ends the turn.
-
-    Chromium loops the file, so every loop is one complete turn.
-    """
-    espeak = shutil.which("espeak-ng") or "/usr/bin/espeak-ng"
-    raw = path.with_suffix(".espeak.wav")
-    subprocess.run(
-        [espeak, "-v", voice, "-s", "150", "-w", str(raw), text],
-        check=True,
-        timeout=30,
-        capture_output=True,
-    )
-    with wave.open(str(raw)) as wav:
-        assert wav.getsampwidth() == 2 and wav.getnchannels() == 1
-        rate = wav.getframerate()
-        speech = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
-    raw.unlink()
-    lead = np.zeros(int(0.3 * rate), dtype="<i2")
-    tail = np.zeros(int(silence_s * rate), dtype="<i2")
-    return write_wav(path, np.concatenate([lead, speech, tail]), rate)
-
-
-def silence_wav(path: Path, seconds: float = 2.0) -> Path:
-    return write_wav(path, np.zeros(int(seconds * WAV_RATE_HZ)))
 
 
 @asynccontextmanager

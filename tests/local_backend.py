@@ -8,7 +8,7 @@ import contextlib
 import dataclasses
 import json
 import urllib.parse
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -16,9 +16,9 @@ from websockets.asyncio.server import ServerConnection, serve
 
 from relay.localmodel import serve_realtime
 
+from .speech import CHUNK_BYTES, chunks
+
 Event = dict[str, Any]
-BYTES_PER_MS = 48
-CHUNK_BYTES = 20 * BYTES_PER_MS
 DELTA_TYPES = {
     "response.audio.delta",
     "response.audio_transcript.delta",
@@ -29,11 +29,6 @@ DELTA_TYPES = {
 
 def b64(pcm: bytes) -> str:
     return base64.b64encode(pcm).decode("ascii")
-
-
-def chunks(pcm: bytes, size: int = CHUNK_BYTES) -> Iterator[bytes]:
-    for offset in range(0, len(pcm), size):
-        yield pcm[offset : offset + size]
 
 
 @dataclasses.dataclass

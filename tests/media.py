@@ -1,12 +1,12 @@
-"""Test media: generated speech, a track that plays it then silence, and a real client peer."""
+"""Test media: envelope analysis, a track that plays audio then silence, and a real client peer.
+
+The audio itself comes from tests/speech.py.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import av
@@ -16,28 +16,6 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from relay.audio import FRAME_S, MODEL_RATE_HZ, ModelResampler, pcm_frame
 from relay.peer import create_peer_connection
-
-WEBRTC_RATE_HZ = 48_000
-
-
-def speech_pcm(text: str, tmp_path: Path, voice: str = "en-us") -> bytes:
-    """`text` spoken by espeak-ng, as pcm16 24 kHz mono."""
-    espeak = shutil.which("espeak-ng")
-    assert espeak, "espeak-ng is required for test speech (apt-get install espeak-ng)"
-    wav = tmp_path / f"speech-{abs(hash(text))}.wav"
-    subprocess.run([espeak, "-v", voice, "-s", "150", "-w", str(wav), text], check=True)
-    return read_audio(wav)
-
-
-def read_audio(path: Path) -> bytes:
-    resampler = ModelResampler()
-    with av.open(str(path)) as container:
-        return b"".join(resampler.convert(frame) for frame in container.decode(audio=0))
-
-
-def tone_pcm(seconds: float, hz: float = 440.0, amplitude: float = 0.3) -> bytes:
-    t = np.arange(int(seconds * MODEL_RATE_HZ)) / MODEL_RATE_HZ
-    return (np.sin(2 * np.pi * hz * t) * amplitude * 32767).astype("<i2").tobytes()
 
 
 def samples(pcm: bytes) -> np.ndarray:

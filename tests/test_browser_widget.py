@@ -23,8 +23,9 @@ from starlette.routing import Route
 
 from web.links import LinkCreate, Persona
 
-from .browser import ARTIFACTS_DIR, UI_TIMEOUT_MS, chromium, speech_wav
+from .browser import ARTIFACTS_DIR, UI_TIMEOUT_MS, chromium
 from .conftest import LOOPBACK, LiveServer, wait_until
+from .speech import speech_wav
 
 pytestmark = pytest.mark.browser
 

@@ -28,7 +28,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from web.cli import create_backend_app, main
 
 from .conftest import LOOPBACK, live_app, wait_until
-from .media import ClientPeer, SpeechTrack, envelope, tone_pcm
+from .media import ClientPeer, SpeechTrack, envelope
+from .speech import tone
 
 pytestmark = pytest.mark.integration
 
@@ -91,7 +92,7 @@ async def test_cli_backend_serves_only_the_realtime_endpoint() -> None:
         async with connect(url) as ws:
             created = await next_of(ws, "session.created")
             assert created["session"]["model"] == "loopback"
-            audio = base64.b64encode(tone_pcm(0.04)).decode()
+            audio = base64.b64encode(tone(40)).decode()
             await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": audio}))
             delta = await next_of(ws, "response.audio.delta")
             assert delta["delta"] == audio
@@ -109,7 +110,7 @@ async def test_cli_relay_reaches_a_separate_backend_through_backend_url() -> Non
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(create_backend_app(), log_level="warning"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
-    client = ClientPeer(SpeechTrack(tone_pcm(3.0, hz=600), leading_silence_s=0.2))
+    client = ClientPeer(SpeechTrack(tone(3000, hz=600.0), leading_silence_s=0.2))
     try:
         await wait_until(lambda: server.started or task.done())
         backend_url = f"ws://{LOOPBACK}:{port}/v1/realtime"

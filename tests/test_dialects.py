@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from .conftest import live_app, wait_until
-from .media import ClientPeer, SpeechTrack, samples, tone_pcm
+from .media import ClientPeer, SpeechTrack, samples
 from .realtime_server import recording_server
+from .speech import tone
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +38,7 @@ async def test_dialect_session_update_and_appends(dialect: str) -> None:
         ) as live,
         live.http() as http,
     ):
-        client = ClientPeer(SpeechTrack(tone_pcm(1.0)))
+        client = ClientPeer(SpeechTrack(tone(1000)))
         await client.connect(http)
         update = await backend.wait_for("session.update")
         await backend.wait_for_audio_ms(1000)
@@ -90,7 +91,7 @@ async def test_dialect_barge_in_cancels_truncates_and_drops_late_audio(dialect: 
 
         # The model answers with 3 s of a 440 Hz tone, much faster than real time.
         await backend.send({"type": "response.created", "response": {"id": "resp_1"}})
-        await backend.send_audio("resp_1", "item_1", tone_pcm(3.0, 440))
+        await backend.send_audio("resp_1", "item_1", tone(3000, hz=440.0))
         await wait_until(lambda: session.playout.item("item_1") is not None)
         item = session.playout.item("item_1")
         assert item is not None
@@ -103,7 +104,7 @@ async def test_dialect_barge_in_cancels_truncates_and_drops_late_audio(dialect: 
         played_at_cut = item.sent_ms
 
         # Late audio of the cancelled response (a different pitch) must never be played.
-        await backend.send_audio("resp_1", "item_1", tone_pcm(1.0, 1000))
+        await backend.send_audio("resp_1", "item_1", tone(1000, hz=1000.0))
         await backend.send(
             {"type": "response.done", "response": {"id": "resp_1", "status": "cancelled"}}
         )

@@ -30,11 +30,10 @@ from relay.localmodel.silero import SileroVoiceActivity, shared_silero_pool
 from relay.localmodel.speaker import CHUNK_MS
 from relay.localmodel.tts import EspeakSynthesizer
 from relay.prosody import TONE_EVENT_TYPE, analyze_utterance
-from tests.speech import piper_speech, silence
+from tests.speech import BYTES_PER_MS, padded, piper_speech
 
 from .conftest import wait_until
 from .local_backend import (
-    BYTES_PER_MS,
     Backend,
     Event,
     RealtimeClient,
@@ -80,7 +79,7 @@ async def backend(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Backend]:
 
 
 def turn(pcm: bytes, tail_ms: int = 1500) -> bytes:
-    return silence(LEAD_MS) + pcm + silence(tail_ms)
+    return padded(pcm, LEAD_MS, tail_ms)
 
 
 async def collect(client: RealtimeClient, *wanted: str, timeout_s: float = 30.0) -> list[Event]:
@@ -306,7 +305,7 @@ async def test_assistant_speaks_with_espeak(
 async def test_assistant_manual_commit_and_audio_items(
     backend: Backend, speech: dict[str, bytes]
 ) -> None:
-    pcm = silence(200) + speech["what is two plus three"] + silence(300)
+    pcm = padded(speech["what is two plus three"], 200, 300)
     async with realtime(backend, "assistant") as client:
         await client.roundtrip(
             {"type": "session.update", "session": {"turn_detection": None}}, "session.updated"

@@ -29,7 +29,6 @@ from .conftest import wait_until
 
 pytestmark = pytest.mark.unit
 
-CHUNK_BYTES = 960
 E = TypeVar("E", bound=InputEvent)
 
 
@@ -70,7 +69,7 @@ def listener_threads() -> list[threading.Thread]:
 
 
 async def speak(listener: UtteranceListener, pcm: bytes, pace_s: float = 0.004) -> None:
-    for chunk in chunks(pcm, CHUNK_BYTES):
+    for chunk in chunks(pcm):
         listener.hear(chunk, 0)
         await asyncio.sleep(pace_s)
 

@@ -13,12 +13,9 @@ import asyncio
 import base64
 import json
 import shutil
-import subprocess
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 import pytest
 from websockets.asyncio.client import connect
@@ -28,37 +25,22 @@ from websockets.exceptions import ConnectionClosed
 from relay.localmodel import LOCAL_MODELS, UnknownModelError, serve_realtime
 
 from .local_backend import (
-    BYTES_PER_MS,
     DELTA_TYPES,
     Backend,
     Event,
     RealtimeClient,
     audio_of,
     b64,
-    chunks,
     realtime,
     serve_backend,
     types,
 )
+from .speech import BYTES_PER_MS, RATE_HZ, chunks, espeak_speech, tone, white_noise
 
 pytestmark = pytest.mark.integration
 
-RATE_HZ = 24_000
-
 
 # -- audio -----------------------------------------------------------------------------------
-
-
-def tone(ms: int, dbfs: float = -20.0, hz: float = 220.0) -> bytes:
-    t = np.arange(RATE_HZ * ms // 1000) / RATE_HZ
-    amplitude = 32768 * 10 ** (dbfs / 20) * np.sqrt(2)
-    return bytes((amplitude * np.sin(2 * np.pi * hz * t)).astype("<i2").tobytes())
-
-
-def noise(ms: int, dbfs: float = -70.0, seed: int = 7) -> bytes:
-    rng = np.random.default_rng(seed)
-    samples = rng.normal(0.0, 32768 * 10 ** (dbfs / 20), RATE_HZ * ms // 1000)
-    return np.clip(samples, -32768, 32767).astype("<i2").tobytes()
 
 
 def pcm_samples(pcm: bytes) -> np.ndarray[Any, np.dtype[np.float64]]:
@@ -68,23 +50,13 @@ def pcm_samples(pcm: bytes) -> np.ndarray[Any, np.dtype[np.float64]]:
 @pytest.fixture(scope="module")
 def speech_pcm(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """About 2.6 s of speech, pcm16 24 kHz mono (espeak-ng, or syllable-like tone bursts)."""
-    espeak = shutil.which("espeak-ng")
-    if espeak is None:
-        bursts = [tone(180, -18.0, 140.0 + 20 * i) + noise(60, -60.0) for i in range(10)]
+    if shutil.which("espeak-ng") is None:
+        bursts = [
+            tone(180, -18.0, 140.0 + 20 * i) + white_noise(60, -60.0, seed=7) for i in range(10)
+        ]
         return b"".join(bursts)
-    wav = Path(tmp_path_factory.mktemp("speech")) / "speech.wav"
-    subprocess.run(
-        [espeak, "-w", str(wav), "Hello there, this is a test of the echo model."], check=True
-    )
-    resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE_HZ)
-    out = bytearray()
-    with av.open(str(wav)) as container:
-        for frame in container.decode(audio=0):
-            for converted in resampler.resample(frame):
-                out += bytes(converted.planes[0])[: converted.samples * 2]
-    for converted in resampler.resample(None):
-        out += bytes(converted.planes[0])[: converted.samples * 2]
-    return bytes(out)
+    text = "Hello there, this is a test of the echo model."
+    return espeak_speech(text, tmp_path_factory.mktemp("speech"), voice="en")
 
 
 # -- server and client -----------------------------------------------------------------------
@@ -112,7 +84,7 @@ async def commit(client: RealtimeClient, pcm: bytes) -> list[Event]:
 async def start_long_response(client: RealtimeClient, seconds: int = 120) -> list[Event]:
     """Commits `seconds` of audio with VAD off and returns the events up to the first delta."""
     await manual_turns(client)
-    await client.append(tone(1000, -30.0) * seconds, chunk_bytes=RATE_HZ * 2)
+    await client.append(tone(1000, -30.0, 220.0) * seconds, chunk_bytes=RATE_HZ * 2)
     await client.send({"type": "input_audio_buffer.commit"})
     await client.recv_until("conversation.item.created")
     await client.send({"type": "response.create"})
@@ -181,7 +153,7 @@ async def test_echo_turn_follows_protocol_order_and_echoes_the_utterance(
     backend: Backend, speech_pcm: bytes
 ) -> None:
     lead_ms = 600
-    audio = noise(lead_ms) + speech_pcm + noise(1500)
+    audio = white_noise(lead_ms, -70.0, seed=7) + speech_pcm + white_noise(1500, -70.0, seed=7)
     async with realtime(backend, "echo") as client:
         await client.append(audio)
         events = await client.recv_until("response.done")
@@ -241,7 +213,7 @@ async def test_echo_turn_follows_protocol_order_and_echoes_the_utterance(
 
 
 async def test_vad_off_manual_commit_and_response_create(backend: Backend) -> None:
-    pcm = tone(1000)
+    pcm = tone(1000, -20.0, 220.0)
     async with realtime(backend, "echo") as client:
         await manual_turns(client)
         await client.send({"type": "input_audio_buffer.commit", "event_id": "early"})
@@ -288,7 +260,7 @@ async def test_speech_during_response_cancels_it_as_turn_detected(backend: Backe
         response_id = opening[-1]["response_id"]
         vad = {"type": "server_vad", "silence_duration_ms": 300}
         await client.send({"type": "session.update", "session": {"turn_detection": vad}})
-        await client.append(tone(400, hz=330.0) + noise(600))
+        await client.append(tone(400, -20.0, 330.0) + white_noise(600, -70.0, seed=7))
         events = await client.recv_until("response.done")
         assert types(events).index("input_audio_buffer.speech_started") < len(events) - 1
         done = events[-1]["response"]
@@ -304,7 +276,7 @@ async def test_speech_during_response_cancels_it_as_turn_detected(backend: Backe
 async def test_truncate_accepts_heard_audio_and_rejects_the_rest(backend: Backend) -> None:
     async with realtime(backend, "echo") as client:
         await manual_turns(client)
-        user_id = (await commit(client, tone(1000)))[-1]["item"]["id"]
+        user_id = (await commit(client, tone(1000, -20.0, 220.0)))[-1]["item"]["id"]
         await client.send({"type": "response.create"})
         events = await client.recv_until("response.done")
         item_id = events[-1]["response"]["output"][0]["id"]
@@ -360,7 +332,7 @@ async def test_ga_session_update_switches_event_names(backend: Backend) -> None:
         session = updated["session"]
         assert session["type"] == "realtime" and session["audio"]["output"]["voice"] == "marin"
         assert session["audio"]["input"]["turn_detection"] is None
-        await client.append(tone(500))
+        await client.append(tone(500, -20.0, 220.0))
         await client.send({"type": "input_audio_buffer.commit"})
         committed = await client.recv_until("conversation.item.done")
         await client.send({"type": "response.create"})
@@ -393,7 +365,7 @@ async def test_ga_session_update_switches_event_names(backend: Backend) -> None:
     ]
     delta_types = {e["type"] for e in events if e["type"] in DELTA_TYPES}
     assert delta_types == {"response.output_audio.delta", "response.output_audio_transcript.delta"}
-    assert audio_of(events, "response.output_audio.delta") == tone(500)
+    assert audio_of(events, "response.output_audio.delta") == tone(500, -20.0, 220.0)
     assert events[-1]["response"]["output"][0]["content"][0]["type"] == "output_audio"
     assert error["param"] == "session.audio.input.format.rate"
 
@@ -513,7 +485,7 @@ async def test_bad_input_gets_error_and_session_stays_usable(
 
 
 async def test_input_audio_buffer_is_capped(backend: Backend) -> None:
-    minute = b64(noise(60_000))
+    minute = b64(white_noise(60_000, -70.0, seed=7))
     async with realtime(backend, "echo") as client:
         await manual_turns(client)
         for _ in range(5):
@@ -560,10 +532,12 @@ async def test_loopback_mirrors_each_append_at_once(backend: Backend, speech_pcm
         await client.roundtrip(
             {"type": "session.update", "session": {"type": "realtime"}}, "session.updated"
         )
-        await client.send({"type": "input_audio_buffer.append", "audio": b64(tone(20))})
+        await client.send(
+            {"type": "input_audio_buffer.append", "audio": b64(tone(20, -20.0, 220.0))}
+        )
         delta = await client.recv(timeout_s=1.0)
     assert delta["type"] == "response.output_audio.delta"
-    assert delta["delta"] == b64(tone(20))
+    assert delta["delta"] == b64(tone(20, -20.0, 220.0))
 
 
 async def test_client_disconnect_mid_response_ends_the_session(backend: Backend) -> None:

@@ -1,8 +1,9 @@
-"""PlayoutTrack: paced 20 ms frames, silence when empty, flush at once, per-item accounting."""
+"""PlayoutTrack: paced 20 ms frames and packets, silence when empty, flush, per-item accounting."""
 
 from __future__ import annotations
 
 import asyncio
+from fractions import Fraction
 
 import pytest
 from aiortc.mediastreams import MediaStreamError
@@ -10,32 +11,25 @@ from aiortc.mediastreams import MediaStreamError
 from relay.audio import FRAME_BYTES, MODEL_RATE_HZ
 from relay.playout import PlayoutTrack
 
-from .media import tone_pcm
+from .speech import tone
 
 pytestmark = pytest.mark.unit
 
 
-def frame_bytes(frame: object) -> bytes:
-    return bytes(frame.planes[0])[: frame.samples * 2]  # type: ignore[attr-defined]
-
-
 async def test_playout_emits_silence_when_empty() -> None:
     track = PlayoutTrack()
-    frame = await track.recv()
-    assert frame.samples == 480 and frame.sample_rate == MODEL_RATE_HZ
-    assert frame_bytes(frame) == bytes(FRAME_BYTES)
+    assert await track.next_pcm() == bytes(FRAME_BYTES)
 
 
 async def test_playout_paces_frames_at_20_ms() -> None:
     track = PlayoutTrack()
     loop = asyncio.get_running_loop()
-    await track.recv()
+    await track.next_pcm()
     start = loop.time()
-    pts = []
-    for _ in range(10):
-        pts.append((await track.recv()).pts)
+    packets = [await track.recv() for _ in range(10)]
     elapsed = loop.time() - start
-    assert pts == [480 * i for i in range(1, 11)]
+    assert [p.pts for p in packets] == [480 * i for i in range(1, 11)]
+    assert all(p.time_base == Fraction(1, MODEL_RATE_HZ) for p in packets)
     assert 0.18 <= elapsed <= 0.4
 
 
@@ -43,9 +37,9 @@ async def test_playout_plays_queued_audio_in_order_and_counts_sent_ms() -> None:
     started: list[str | None] = []
     drained: list[bool] = []
     track = PlayoutTrack(on_item_started=started.append, on_drained=lambda: drained.append(True))
-    pcm = tone_pcm(0.05)  # 2.5 frames
+    pcm = tone(50)  # 2.5 frames
     track.push("a", pcm)
-    out = b"".join([frame_bytes(await track.recv()) for _ in range(3)])
+    out = b"".join([await track.next_pcm() for _ in range(3)])
     assert out[: len(pcm)] == pcm
     assert out[len(pcm) :] == bytes(3 * FRAME_BYTES - len(pcm))
     item = track.item("a")
@@ -55,23 +49,23 @@ async def test_playout_plays_queued_audio_in_order_and_counts_sent_ms() -> None:
 
 async def test_playout_flush_drops_queued_audio() -> None:
     track = PlayoutTrack()
-    track.push("a", tone_pcm(1.0))
-    await track.recv()
-    await track.recv()
+    track.push("a", tone(1000))
+    await track.next_pcm()
+    await track.next_pcm()
     cut = track.flush()
     assert cut is not None and cut.item_id == "a" and cut.sent_ms == 40
     assert track.buffered_ms == 0 and not track.is_playing
-    assert frame_bytes(await track.recv()) == bytes(FRAME_BYTES)
+    assert await track.next_pcm() == bytes(FRAME_BYTES)
     assert cut.sent_ms == 40 and cut.received_ms == 1000
 
 
 async def test_playout_items_boundary_inside_one_frame() -> None:
     started: list[str | None] = []
     track = PlayoutTrack(on_item_started=started.append)
-    track.push("a", tone_pcm(0.01))
-    track.push("b", tone_pcm(0.03))
-    await track.recv()
-    await track.recv()
+    track.push("a", tone(10))
+    track.push("b", tone(30))
+    await track.next_pcm()
+    await track.next_pcm()
     a, b = track.item("a"), track.item("b")
     assert a is not None and b is not None
     assert (a.sent_ms, b.sent_ms) == (10, 30)
@@ -91,4 +85,4 @@ async def test_playout_stop_is_idempotent_and_ends_recv() -> None:
     track.stop()
     track.stop()
     with pytest.raises(MediaStreamError):
-        await track.recv()
+        await track.next_pcm()

@@ -16,29 +16,25 @@ import pytest
 from relay.audio import FRAME_BYTES
 from relay.playout import PlayoutTrack
 
-from .media import tone_pcm
+from .speech import tone
 
 pytestmark = pytest.mark.unit
-
-
-def frame_bytes(frame: object) -> bytes:
-    return bytes(frame.planes[0])[: frame.samples * 2]  # type: ignore[attr-defined]
 
 
 async def test_playout_sends_audio_arriving_after_silence_at_once() -> None:
     track = PlayoutTrack()
     loop = asyncio.get_running_loop()
-    await track.recv()  # silence: nothing queued yet
+    await track.next_pcm()  # silence: nothing queued yet
     start = loop.time()
-    pending = asyncio.create_task(track.recv())
+    pending = asyncio.create_task(track.next_pcm())
     await asyncio.sleep(0.005)
-    pcm = tone_pcm(0.04)
+    pcm = tone(40)
     track.push("a", pcm)
     frame = await pending
     arrived = loop.time()
     assert arrived - start < 0.015  # not at the 20 ms tick
-    assert frame_bytes(frame) == pcm[:FRAME_BYTES]
-    await track.recv()
+    assert frame == pcm[:FRAME_BYTES]
+    await track.next_pcm()
     assert 0.015 <= loop.time() - arrived <= 0.035  # paced from the early frame
     track.stop()
 
@@ -46,12 +42,12 @@ async def test_playout_sends_audio_arriving_after_silence_at_once() -> None:
 async def test_playout_keeps_pace_while_audio_is_queued() -> None:
     track = PlayoutTrack()
     loop = asyncio.get_running_loop()
-    track.push("a", tone_pcm(0.04))
-    await track.recv()
+    track.push("a", tone(40))
+    await track.next_pcm()
     start = loop.time()
-    pending = asyncio.create_task(track.recv())
+    pending = asyncio.create_task(track.next_pcm())
     await asyncio.sleep(0.005)
-    track.push("a", tone_pcm(0.02))  # not starved: waits for its tick
+    track.push("a", tone(20))  # not starved: waits for its tick
     await pending
     assert loop.time() - start >= 0.015
     track.stop()
@@ -60,18 +56,18 @@ async def test_playout_keeps_pace_while_audio_is_queued() -> None:
 async def test_playout_catches_up_a_real_time_stream_after_a_burst() -> None:
     track = PlayoutTrack()
     loop = asyncio.get_running_loop()
-    track.push("a", tone_pcm(0.1))  # a burst: 100 ms at once, then real time
+    track.push("a", tone(100))  # a burst: 100 ms at once, then real time
 
     async def produce() -> None:
         start = loop.time()
         for i in range(1, 70):
             await asyncio.sleep(max(0.0, start + i * 0.02 - loop.time()))
-            track.push("a", tone_pcm(0.02))
+            track.push("a", tone(20))
 
     producer = asyncio.create_task(produce())
     levels = []
     while not producer.done():
-        await track.recv()
+        await track.next_pcm()
         levels.append(track.buffered_ms)
     await producer
     track.stop()
@@ -82,11 +78,11 @@ async def test_playout_catches_up_a_real_time_stream_after_a_burst() -> None:
 async def test_playout_paces_a_model_reply_without_catching_up() -> None:
     track = PlayoutTrack()
     loop = asyncio.get_running_loop()
-    track.push("a", tone_pcm(2.0))  # a reply faster than real time: far above the bound
-    await track.recv()
+    track.push("a", tone(2000))  # a reply faster than real time: far above the bound
+    await track.next_pcm()
     start = loop.time()
     for _ in range(40):
-        await track.recv()
+        await track.next_pcm()
     assert loop.time() - start >= 0.78
     assert 1150 <= track.buffered_ms <= 1200
     track.stop()

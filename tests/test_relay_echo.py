@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from .conftest import LiveServer, wait_until
-from .media import ClientPeer, SpeechTrack, envelope, envelope_correlation, speech_pcm
+from .media import ClientPeer, SpeechTrack, envelope, envelope_correlation
+from .speech import espeak_speech
 
 pytestmark = pytest.mark.integration
 
@@ -16,7 +17,8 @@ pytestmark = pytest.mark.integration
 async def test_echo_answers_with_the_spoken_utterance(
     live_server: LiveServer, tmp_path: Path
 ) -> None:
-    utterance = speech_pcm("Hello there, this is a test of the voice relay.", tmp_path)
+    text = "Hello there, this is a test of the voice relay."
+    utterance = espeak_speech(text, tmp_path, words_per_minute=150)
     client = ClientPeer(SpeechTrack(utterance))
     async with live_server.http() as http:
         await client.connect(http)

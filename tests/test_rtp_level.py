@@ -1,4 +1,4 @@
-"""relay.rtp_level: the numpy audio level equals aiortc's, and the seam it replaces still exists.
+"""benchmarks.rtp_level, the floor's numpy audio level: equals aiortc's, and its seam still exists.
 
 - same integer as `aiortc.rtp.compute_audio_level_dbov` on silence, quiet, loud, clipped, mono,
   stereo and decoded Opus frames (whose plane is six times larger than their samples);
@@ -21,7 +21,7 @@ import pytest
 from aiortc.codecs.opus import OpusDecoder
 from aiortc.jitterbuffer import JitterFrame
 
-from relay import rtp_level
+from benchmarks import rtp_level
 from relay.audio import pcm_frame
 
 pytestmark = pytest.mark.unit
@@ -113,11 +113,11 @@ def test_rtp_level_reads_only_the_valid_samples() -> None:
 
 def test_aiortc_sender_still_calls_the_module_level_function() -> None:
     assert callable(getattr(aiortc.rtp, "compute_audio_level_dbov", None)), (
-        "aiortc renamed compute_audio_level_dbov: update relay/rtp_level.py"
+        "aiortc renamed compute_audio_level_dbov: update benchmarks/rtp_level.py"
     )
     source = inspect.getsource(aiortc.rtcrtpsender.RTCRtpSender)
     assert "rtp.compute_audio_level_dbov(" in source, (
-        "aiortc's sender no longer calls rtp.compute_audio_level_dbov: update relay/rtp_level.py"
+        "aiortc's sender no longer calls rtp.compute_audio_level_dbov: see benchmarks/rtp_level.py"
     )
 
 

@@ -10,6 +10,7 @@ import asyncio
 import gc
 import signal
 import sys
+import threading
 
 import pytest
 from aiortc import RTCPeerConnection
@@ -17,8 +18,9 @@ from aiortc import RTCPeerConnection
 from relay import Session
 
 from .conftest import LiveServer, live_app, wait_until
-from .media import ClientPeer, SpeechTrack, tone_pcm
+from .media import ClientPeer, SpeechTrack
 from .realtime_server import recording_server
+from .speech import tone
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +46,7 @@ def open_peer_connections() -> int:
 
 @pytest.mark.usefixtures("short_consent_timers")
 async def test_teardown_client_vanishes_without_hanging_up(live_server: LiveServer) -> None:
-    survivor = ClientPeer(SpeechTrack(tone_pcm(1.0)))
+    survivor = ClientPeer(SpeechTrack(tone(1000)))
     async with live_server.http() as http:
         await survivor.connect(http)
     process = await asyncio.create_subprocess_exec(
@@ -122,3 +124,5 @@ async def test_teardown_on_server_shutdown_frees_every_session() -> None:
     for client in clients:
         await client.close()
     assert open_peer_connections() == 0
+    # aiortc's decoder threads (idle beside relay.decoding's LoopDecoder) ended with them.
+    assert [t.name for t in threading.enumerate() if t.name == "audio-decoder"] == []

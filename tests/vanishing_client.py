@@ -9,12 +9,13 @@ import httpx
 
 from relay import use_host_addresses
 
-from .media import ClientPeer, SpeechTrack, tone_pcm
+from .media import ClientPeer, SpeechTrack
+from .speech import tone
 
 
 async def main(url: str) -> None:
     use_host_addresses(["127.0.0.1"])
-    client = ClientPeer(SpeechTrack(tone_pcm(30.0)))
+    client = ClientPeer(SpeechTrack(tone(30_000)))
     async with httpx.AsyncClient(base_url=url) as http:
         body = await client.connect(http)
     connected = asyncio.Event()

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from relay import SessionRegistry, rtp_level, use_host_addresses
+from relay import SessionRegistry, use_host_addresses
 from relay.localmodel import preload_model
 
 from .backend import backend_config, session_options
@@ -27,8 +27,6 @@ logger = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     use_host_addresses(settings.ice_addresses)
-    # Process-wide and idempotent: aiortc's RTP audio level in numpy (docs/performance.md).
-    rtp_level.install()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -8,15 +8,11 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from relay.backends import dialect_for
+
 BackendName = Literal["local", "stepfun", "openai"]
 
 DEFAULT_MAX_SESSIONS = 8
-
-DEFAULT_MODELS: dict[str, str] = {
-    "local": "assistant",
-    "stepfun": "stepaudio-2.5-realtime",
-    "openai": "gpt-realtime",
-}
 
 
 class IceServer(BaseModel):
@@ -96,7 +92,8 @@ class Settings(BaseSettings):
 
     @property
     def resolved_model(self) -> str:
-        return self.model or DEFAULT_MODELS[self.resolved_backend]
+        """The configured model, else the default of the backend's dialect."""
+        return self.model or dialect_for(self.resolved_backend).default_model
 
     def api_key(self) -> SecretStr | None:
         return self.key_for(self.resolved_backend)

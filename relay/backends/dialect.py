@@ -25,6 +25,7 @@ class BackendConfig:
 
 class Dialect(Protocol):
     name: str
+    default_model: str  # the model a session gets when none is configured
     # StepFun repeats the whole user transcript in each delta; OpenAI sends increments.
     cumulative_input_transcripts: bool
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from ..deps import LinksDep, SettingsDep, SignerDep
@@ -39,53 +41,72 @@ def refused_page(request: Request, refusal: LinkRefused, embedded: bool) -> HTML
     return response
 
 
-@router.get("/d/{slug}", response_class=HTMLResponse)
-async def link_page(
+@dataclass(frozen=True)
+class LinkVisit:
+    """A visit to a link's page: the link if the visitor may use it, else why not."""
+
+    request: Request
+    settings: Settings
+    token: str | None
+    opened: DemoLink | LinkRefused
+
+    def page(
+        self, template: str, context: Callable[[DemoLink], dict[str, Any]], *, embedded: bool
+    ) -> Response:
+        """The link's page from `template`, or the refused page.
+
+        Only an embedded page may be framed by the link's own origins; the others (and every
+        refused page) only by this site.
+        """
+        if isinstance(self.opened, LinkRefused):
+            return refused_page(self.request, self.opened, embedded)
+        link = self.opened
+        response = templates.TemplateResponse(self.request, template, context(link))
+        response.headers["Content-Security-Policy"] = frame_ancestors(link if embedded else None)
+        return response
+
+
+async def visit_link(
     request: Request,
     slug: str,
     links: LinksDep,
     signer: SignerDep,
     settings: SettingsDep,
     token: str | None = None,
-) -> Response:
+) -> LinkVisit:
     try:
-        link = await open_link(links, signer, slug, token)
+        opened: DemoLink | LinkRefused = await open_link(links, signer, slug, token)
     except LinkRefused as refusal:
-        return refused_page(request, refusal, embedded=False)
-    context = {
-        "title": link.title,
-        "description": link.description,
-        "lang": link.persona.language,
-        "link": link,
-        "share": share(settings.base_url(), link, token),
-        "config": link_config(settings, link, token),
-    }
-    response = templates.TemplateResponse(request, "link.html", context)
-    response.headers["Content-Security-Policy"] = frame_ancestors(None)
-    return response
+        opened = refusal
+    return LinkVisit(request, settings, token, opened)
+
+
+VisitDep = Annotated[LinkVisit, Depends(visit_link)]
+
+
+@router.get("/d/{slug}", response_class=HTMLResponse)
+async def link_page(visit: VisitDep) -> Response:
+    def context(link: DemoLink) -> dict[str, Any]:
+        return {
+            "title": link.title,
+            "description": link.description,
+            "lang": link.persona.language,
+            "link": link,
+            "share": share(visit.settings.base_url(), link, visit.token),
+            "config": link_config(visit.settings, link, visit.token),
+        }
+
+    return visit.page("link.html", context, embedded=False)
 
 
 @router.get("/embed/{slug}", response_class=HTMLResponse)
-async def embed_page(
-    request: Request,
-    slug: str,
-    links: LinksDep,
-    signer: SignerDep,
-    settings: SettingsDep,
-    token: str | None = None,
-    lang: str | None = None,
-) -> Response:
-    try:
-        link = await open_link(links, signer, slug, token)
-    except LinkRefused as refusal:
-        return refused_page(request, refusal, embedded=True)
-    config = link_config(settings, link, token)
-    config.update(compact=True, forceLanguage=lang if lang in ("en", "zh") else None)
-    context = {"title": link.title, "lang": link.persona.language, "link": link, "config": config}
-    response = templates.TemplateResponse(request, "embed.html", context)
-    # Only the link's own origins may frame it.
-    response.headers["Content-Security-Policy"] = frame_ancestors(link)
-    return response
+async def embed_page(visit: VisitDep, lang: str | None = None) -> Response:
+    def context(link: DemoLink) -> dict[str, Any]:
+        config = link_config(visit.settings, link, visit.token)
+        config.update(compact=True, forceLanguage=lang if lang in ("en", "zh") else None)
+        return {"title": link.title, "lang": link.persona.language, "link": link, "config": config}
+
+    return visit.page("embed.html", context, embedded=True)
 
 
 @router.get("/widget.js", include_in_schema=False)

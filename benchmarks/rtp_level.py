@@ -5,6 +5,10 @@ a pure-Python loop over every sample of `frame.planes[0]`. Frames decoded by PyA
 carry 120 ms planes for 20 ms of audio, so that loop runs over ~11,500 samples per frame; even on
 our own one-frame planes it costs ~0.1 ms per frame. `install()` swaps in this version
 process-wide; the result is the same integer (same formula, exact integer sum) on the valid part.
+
+The relay sends ready Opus packets (relay/opus.py), for which aiortc computes no level; the floor
+echo and the `aiortc-encoder` relay variant forward frames, and use this so that aiortc's Python
+loop does not inflate them.
 """
 
 from __future__ import annotations
@@ -43,7 +47,9 @@ def compute_audio_level_dbov(frame: AudioFrame) -> int:
 def install() -> None:
     """Make every aiortc sender in this process use the numpy level (idempotent)."""
     if _stock is None:
-        raise RuntimeError("aiortc.rtp.compute_audio_level_dbov is gone: update relay/rtp_level.py")
+        raise RuntimeError(
+            "aiortc.rtp.compute_audio_level_dbov is gone: update benchmarks/rtp_level.py"
+        )
     aiortc.rtp.compute_audio_level_dbov = compute_audio_level_dbov
 
 
