@@ -16,8 +16,8 @@ from typing import Any
 
 from av import AudioFrame, AudioResampler
 
-from relay.audio import FRAME_BYTES, MODEL_RATE_HZ, SAMPLE_BYTES, pcm_frame
 from relay import session
+from relay.audio import FRAME_BYTES, MODEL_RATE_HZ, SAMPLE_BYTES, pcm_frame
 from relay.playout import PlayoutTrack
 from web import cli
 
@@ -60,7 +60,7 @@ def aiortc_encoder() -> None:
 
 def aiortc_decoder() -> None:
     """Received audio decoded to stereo in aiortc's decoder thread: before relay/decoding.py."""
-    session.decode_in_loop = lambda receiver: None  # type: ignore[assignment,return-value]
+    session.decode_in_loop = lambda receiver: None  # type: ignore[attr-defined]
 
 
 def paced_after_underrun() -> None:
