@@ -1,18 +1,17 @@
-"""LoopDecoder: an aiortc receiver's audio decoded in the event loop, Opus straight to mono.
+"""LoopDecoder: an aiortc receiver's audio decoded in the event loop, Opus straight to 24 kHz.
 
 aiortc hands every received frame to a decoder thread through a `queue.Queue` and each decoded
 frame back through `run_coroutine_threadsafe`: two thread hand-offs per 20 ms that buy no
 parallelism (PyAV holds the GIL while decoding) and cost about a tenth of the relay's CPU.
 `decode_in_loop(receiver)` puts a `LoopDecoder` in place of that queue before the receiver
-starts: frames are decoded as the receiver puts them, and Opus is decoded to mono (the model
-hears mono; libopus down-mixes for free). aiortc's thread still starts; it waits, idle, for
-the end of the track and then ends it as it always does.
+starts: frames are decoded as the receiver puts them, and Opus is decoded by libopus straight
+to the model's pcm16 24 kHz mono (no resampling left for the uplink). aiortc's thread still
+starts; it waits, idle, for the end of the track and then ends it as it always does.
 """
 
 from __future__ import annotations
 
 import asyncio
-import fractions
 import logging
 import threading
 from typing import Any
@@ -25,30 +24,28 @@ from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from av.frame import Frame
 
+from . import libopus
+from .audio import MODEL_RATE_HZ, pcm_frame
+
 logger = logging.getLogger(__name__)
 
-OPUS_RATE_HZ = 48_000  # RTP clock and decoder output rate of Opus in WebRTC
-OPUS_TIME_BASE = fractions.Fraction(1, OPUS_RATE_HZ)
+OPUS_RTP_RATE_HZ = 48_000
 # The private attributes this module reaches (tests/test_decoding.py checks they still exist).
 QUEUE_ATTRIBUTE = "_RTCRtpReceiver__decoder_queue"  # RTCRtpReceiver: frames to decode
 TRACK_QUEUE_ATTRIBUTE = "_queue"  # its RemoteStreamTrack: decoded frames, read by recv()
 MAX_QUEUED_FRAMES = 50  # one second; the uplink reads each frame as it comes
 
 
-class MonoOpusDecoder(Decoder):
-    """Opus to pcm16 48 kHz mono."""
+class ModelRateOpusDecoder(Decoder):
+    """Opus to pcm16 24 kHz mono frames, the model's format."""
 
     def __init__(self) -> None:
-        self._codec = av.CodecContext.create("libopus", "r")
-        self._codec.format = "s16"
-        self._codec.layout = "mono"
-        self._codec.sample_rate = OPUS_RATE_HZ
+        self._decoder = libopus.Decoder()
 
     def decode(self, encoded_frame: JitterFrame) -> list[Frame]:
-        packet = av.Packet(encoded_frame.data)
-        packet.pts = encoded_frame.timestamp
-        packet.time_base = OPUS_TIME_BASE
-        return list(self._codec.decode(packet))
+        pcm = self._decoder.decode(encoded_frame.data)
+        # RTP timestamps of Opus count 48 kHz samples whatever the coded rate.
+        return [pcm_frame(pcm, encoded_frame.timestamp * MODEL_RATE_HZ // OPUS_RTP_RATE_HZ)]
 
 
 class LoopDecoder:
@@ -68,11 +65,11 @@ class LoopDecoder:
             return
         codec, encoded_frame = task
         if codec.name != self._codec_name or self._decoder is None:
-            self._decoder = MonoOpusDecoder() if codec.name == "opus" else get_decoder(codec)
+            self._decoder = ModelRateOpusDecoder() if codec.name == "opus" else get_decoder(codec)
             self._codec_name = codec.name
         try:
             frames = self._decoder.decode(encoded_frame)
-        except av.FFmpegError as exc:  # keep the decoder: the next packet decodes again
+        except (av.FFmpegError, libopus.OpusError) as exc:  # keep the decoder: the next decodes
             self.decode_errors += 1
             logger.debug("could not decode a %s frame: %s", codec.name, exc)
             return

@@ -3,20 +3,21 @@
 aiortc encodes audio frames itself: it resamples to 48 kHz stereo, encodes at 96 kbps in the
 default executor (a thread hand-off per frame that gains nothing, PyAV holds the GIL) and
 computes an RFC 6465 level in Python. A track that returns `av.Packet`s skips all of it. We
-encode the model's 24 kHz mono directly in the restricted low-delay mode (CELT only: 2.5 ms of
-look-ahead instead of 6.5 ms, and cheaper). Once the encoder itself codes a silent frame as
-digital silence (a 3-byte packet, ~250 ms after the audio stopped, when its state has decayed),
-that packet is resent without running the encoder: a conversation's playout is silent most of
-the time.
+encode the model's 24 kHz mono directly with libopus in the restricted low-delay mode (CELT
+only: 2.5 ms of look-ahead instead of 6.5 ms, and cheaper). Once the encoder itself codes a
+silent frame as digital silence (a 3-byte packet, ~250 ms after the audio stopped, when its
+state has decayed), that packet is resent without running the encoder: a conversation's
+playout is silent most of the time.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from av import CodecContext, Packet
+from av import Packet
 
-from .audio import FRAME_BYTES, MODEL_RATE_HZ, MODEL_TIME_BASE, pcm_frame
+from . import libopus
+from .audio import FRAME_BYTES, MODEL_TIME_BASE
 
 BIT_RATE = 40_000  # mono CELT at 40 kbps carries a 24 kHz voice transparently
 COMPLEXITY = 5  # about half the CPU of complexity 10 in low-delay mode
@@ -27,17 +28,7 @@ class PlayoutEncoder:
     """Encodes one 20 ms frame per call into one Opus packet stamped with the frame's pts."""
 
     def __init__(self) -> None:
-        self._codec = CodecContext.create("libopus", "w")
-        self._codec.format = "s16"
-        self._codec.layout = "mono"
-        self._codec.sample_rate = MODEL_RATE_HZ
-        self._codec.time_base = MODEL_TIME_BASE
-        self._codec.bit_rate = BIT_RATE
-        self._codec.options = {
-            "application": "lowdelay",
-            "frame_duration": "20",
-            "compression_level": str(COMPLEXITY),
-        }
+        self._encoder = libopus.Encoder(BIT_RATE, COMPLEXITY)
         self._silent_packet: bytes | None = None
         self.encoded_frames = 0
 
@@ -46,18 +37,15 @@ class PlayoutEncoder:
         if len(pcm) != FRAME_BYTES:
             raise ValueError(f"a playout frame is {FRAME_BYTES} bytes, got {len(pcm)}")
         if silent and self._silent_packet is not None:
-            return _stamped(Packet(self._silent_packet), pts)
-        (packet,) = self._codec.encode(pcm_frame(pcm, pts))  # 20 ms in, one packet out
-        self.encoded_frames += 1
-        if silent and packet.size <= DIGITAL_SILENCE_BYTES:
-            self._silent_packet = bytes(packet)
-        elif not silent:
-            self._silent_packet = None
-        return _stamped(packet, pts)
-
-
-def _stamped(packet: Packet[Any], pts: int) -> Packet[Any]:
-    # The encoder stamps packets with its own (look-ahead shifted) clock; ours is the frame's.
-    packet.pts = pts
-    packet.time_base = MODEL_TIME_BASE
-    return packet
+            data = self._silent_packet
+        else:
+            data = self._encoder.encode(pcm)
+            self.encoded_frames += 1
+            if silent and len(data) <= DIGITAL_SILENCE_BYTES:
+                self._silent_packet = data
+            elif not silent:
+                self._silent_packet = None
+        packet = Packet(data)
+        packet.pts = pts
+        packet.time_base = MODEL_TIME_BASE
+        return packet

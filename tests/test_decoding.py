@@ -1,6 +1,6 @@
-"""LoopDecoder: a receiver's audio decoded in the event loop, Opus to mono, and the aiortc seam.
+"""LoopDecoder: a receiver's audio decoded in the event loop, Opus to 24 kHz, and its aiortc seam.
 
-- Opus frames put by the receiver come out decoded, mono 48 kHz, in order, at once;
+- Opus frames put by the receiver come out decoded, pcm16 24 kHz mono, in order, at once;
 - a frame that does not decode is counted and skipped, the next one decodes;
 - the track's queue stays bounded when nobody reads it;
 - the receiver stopping releases aiortc's decoder thread, which ends the track;
@@ -57,11 +57,12 @@ async def test_opus_frames_decode_in_order_to_mono_at_once() -> None:
     decoded = [output.get_nowait() for _ in range(output.qsize())]
     assert len(decoded) == 10
     assert all(f is not None and f.layout.name == "mono" for f in decoded)
-    assert all(f is not None and (f.sample_rate, f.samples) == (48_000, 960) for f in decoded)
-    assert [f.pts for f in decoded if f is not None] == [960 * i for i in range(10)]
+    assert all(f is not None and (f.sample_rate, f.samples) == (24_000, 480) for f in decoded)
+    assert all(f is not None and f.format.name == "s16" for f in decoded)
+    assert [f.pts for f in decoded if f is not None] == [480 * i for i in range(10)]
     last = decoded[-1]
     assert last is not None
-    pcm = np.frombuffer(memoryview(last.planes[0])[: 960 * 2], np.int16)
+    pcm = np.frombuffer(memoryview(last.planes[0])[: 480 * 2], np.int16)
     assert np.abs(pcm).max() > 3000  # the tone, not silence
 
 
