@@ -1,8 +1,10 @@
 """One load-client process: N real aiortc peers against one server, measured per peer.
 
-Each peer posts its offer to `/api/sessions`, streams pre-encoded marker audio at real-time pace
-(no encoding, no audio-level work on the client) over an `events` data channel like a page, and
-finds its markers in what comes back. Started by `relay_bench`, which speaks to it in JSON lines:
+Each peer posts its offer to `/api/sessions`, opens an `events` data channel like a page and
+streams pre-encoded audio at real-time pace (no encoding, no audio-level work on the client).
+With the `markers` probe it sends marker audio and finds its markers in what comes back; with
+the `speech` probe (benchmarks/speech_probe.py) it asks spoken questions and times the replies.
+Started by `relay_bench`, which speaks to it in JSON lines:
 
     stdout  {"ready": true}                       after imports and encoding, before any peer
     stdin   {"t0": <time.monotonic() to start>}
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import statistics
 import sys
 import time
@@ -38,6 +41,14 @@ from .markers import (
     MarkerDetector,
     MarkerLog,
     encode_cycle,
+)
+from .speech_probe import (
+    Question,
+    QuestionTrack,
+    ReplyListener,
+    TurnResult,
+    converse,
+    encode_questions,
 )
 
 CONNECT_TIMEOUT_S = 15.0
@@ -103,15 +114,30 @@ class PeerResult:
     frames_expected: int = 0
     frames_received: int = 0
     frames_late: int = 0
+    turns_asked: int = 0
+    turns_answered: int = 0
+
+
+@dataclass(frozen=True)
+class SpeechScript:
+    questions: list[Question]
+    silent_packet: bytes
 
 
 class Peer:
-    def __init__(self, index: int, packets: list[bytes], offset: int) -> None:
+    def __init__(
+        self, index: int, packets: list[bytes], offset: int, script: SpeechScript | None = None
+    ) -> None:
         self.result = PeerResult(index)
         self.log = MarkerLog()
-        self.detector = MarkerDetector(self.log)
+        self.detector: MarkerDetector | ReplyListener = MarkerDetector(self.log)
         self.pc = create_peer_connection([])
-        self.track = MarkerTrack(packets, offset, self.log)
+        self.track: MarkerTrack | QuestionTrack = MarkerTrack(packets, offset, self.log)
+        self.script = script
+        self.turns: list[TurnResult] = []
+        if script is not None:
+            self.detector = ReplyListener()
+            self.track = QuestionTrack(script.silent_packet)
         self.pc.addTrack(self.track)
         self.channel = self.pc.createDataChannel("events")
         self.channel.on("message", self._on_message)
@@ -173,8 +199,15 @@ class Peer:
                 # come back as one burst, delaying the whole stream: start once it listens.
                 await asyncio.wait_for(self.listening.wait(), CONNECT_TIMEOUT_S)
                 self.result.listening_ms = (loop.time() - posted) * 1000
-            self.track.armed.set()
             self.result.ok = True
+            if isinstance(self.track, MarkerTrack):
+                self.track.armed.set()
+            else:
+                assert self.script is not None and isinstance(self.detector, ReplyListener)
+                rng = random.Random(self.result.index)
+                self.turns = await converse(
+                    self.track, self.detector, self.script.questions, end, rng
+                )
             await asyncio.sleep(max(0.0, end - loop.time()))
             if self.frames:
                 self.result.first_audio_ms = (self.frames[0][0] - posted) * 1000
@@ -195,6 +228,13 @@ class Peer:
     def summarize(self, window: tuple[float, float]) -> PeerResult:
         result = self.result
         first, last = window
+        if self.script is not None:
+            turns = [t for t in self.turns if first <= t.asked_at <= last]
+            answered = [t.latency_s for t in turns if t.latency_s is not None]
+            result.turns_asked, result.turns_answered = len(turns), len(answered)
+            result.latencies_ms = [round(x * 1000, 2) for x in answered]
+            return result
+        assert isinstance(self.detector, MarkerDetector)
         sent = {m for m, t in self.log.sent.items() if first <= t <= last}
         latencies = [a.latency_s for a in self.detector.arrivals if a.marker in sent]
         result.markers_sent = len(sent)
@@ -228,9 +268,15 @@ def percentiles_ms(values: list[float]) -> dict[str, float]:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     packets = encode_cycle()
+    script = SpeechScript(*encode_questions()) if args.probe == "speech" else None
     starts = [float(s) for s in args.starts.split(",")]
     peers = [
-        Peer(args.first_index + i, packets, (17 + 37 * (args.first_index + i)) % CYCLE_FRAMES)
+        Peer(
+            args.first_index + i,
+            packets,
+            (17 + 37 * (args.first_index + i)) % CYCLE_FRAMES,
+            script,
+        )
         for i in range(len(starts))
     ]
     print(json.dumps({"ready": True}), flush=True)  # noqa: T201
@@ -270,6 +316,7 @@ def main() -> None:
     parser.add_argument("--window-end", type=float, required=True)
     parser.add_argument("--drain", type=float, default=1.0)
     parser.add_argument("--ice-address", default="127.0.0.1")
+    parser.add_argument("--probe", choices=("markers", "speech"), default="markers")
     parser.add_argument(
         "--wait-listening",
         action="store_true",

@@ -90,6 +90,7 @@ async def start_clients(
         ]  # fmt: skip
         if server.kind == "relay":
             cmd.append("--wait-listening")
+        cmd += ["--probe", opts.scenario.probe]
         pipes = {"stdin": asyncio.subprocess.PIPE, "stdout": asyncio.subprocess.PIPE}
         clients.append(await spawn(pinned(cmd, opts.client_cpu), child_env(), **pipes))
     return clients
@@ -307,7 +308,7 @@ def parse_args(argv: list[str] | None) -> tuple[Options, bool]:
     add("--quick", action="store_true", help="N = 1, 3 for a few seconds each")
     add("--sessions", help="comma-separated N values (default per scenario)")
     add("--targets", help="comma-separated targets (default: all of the scenario)")
-    add("--hold", type=float, help="measured seconds per N and server (default 12, quick 3)")
+    add("--hold", type=float, help="measured seconds per N and server (default per scenario)")
     add("--ramp", type=float, default=0.05, help="seconds between session starts (0.05)")
     add("--per-proc", type=int, default=10, help="peers per load-client process (10)")
     add("--server-cpu", type=int, default=0)
@@ -358,7 +359,7 @@ def parse_args(argv: list[str] | None) -> tuple[Options, bool]:
         scenario=scenario,
         sessions=sessions,
         targets=targets,
-        hold_s=args.hold if args.hold is not None else (3.0 if args.quick else 12.0),
+        hold_s=args.hold if args.hold is not None else (3.0 if args.quick else scenario.hold_s),
         settle_s=1.0 if args.quick else 2.0,
         ramp_s=args.ramp,
         drain_s=1.0,

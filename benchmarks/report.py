@@ -44,6 +44,8 @@ def summarize_phase(
     frames = sum(p["frames_expected"] for p in ok)
     frames_missing = sum(max(0, p["frames_expected"] - p["frames_received"]) for p in ok)
     drifts = [drift_ms(p["latencies_ms"]) for p in ok if len(p["latencies_ms"]) >= 8]
+    asked = sum(p.get("turns_asked", 0) for p in ok)
+    answered = sum(p.get("turns_answered", 0) for p in ok)
     rss = m["server_rss_mb"]
     return {
         "target": target,
@@ -71,6 +73,8 @@ def summarize_phase(
             "frames_expected": frames,
             "frames_lost_pct": share(frames_missing, frames),
             "frames_late_pct": share(sum(p["frames_late"] for p in ok), frames),
+            "turns_asked": asked,
+            "turns_unanswered_pct": share(asked - answered, asked),
         },
         "cpu": {
             "server_pct": m["server_cpu_pct"],
@@ -116,6 +120,13 @@ def compare(phases: list[Phase], baseline: str | None) -> list[dict[str, Any]]:
     return rows
 
 
+def lost_pct(continuity: dict[str, Any]) -> float | None:
+    """Markers lost, or for the speech probe questions left unanswered."""
+    if continuity.get("turns_asked"):
+        return continuity["turns_unanswered_pct"]  # type: ignore[no-any-return]
+    return continuity["markers_lost_pct"]  # type: ignore[no-any-return]
+
+
 def fmt(value: Any, digits: int = 0) -> str:
     if value is None:
         return "-"
@@ -141,7 +152,7 @@ def table(phases: list[Phase], summary: list[dict[str, Any]]) -> str:
             f"{pair(s['offer_answer'], 'p50', 'p95'):>9} {pair(s['connected'], 'p50', 'p95'):>9} "
             f"{pair(s['first_audio'], 'p50', 'p95'):>9} "
             f"{pair(p['latency_ms'], 'p50', 'p95', 'p99'):>17} "
-            f"{fmt(cont['markers_lost_pct'], 2):>6} {fmt(cont['markers_late_pct'], 2):>6} "
+            f"{fmt(lost_pct(cont), 2):>6} {fmt(cont['markers_late_pct'], 2):>6} "
             f"{fmt(c['server_pct']):>5} {fmt(c['server_pct_per_session'], 2):>5} "
             f"{fmt(p['memory']['server_rss_mb_per_session'], 1):>5} {fmt(c['client_pct']):>4} "
             f"{fmt(c['backend_pct']):>4} {fmt(p['noise'].get('others_cpu_pct')):>6}"
@@ -159,8 +170,10 @@ def table(phases: list[Phase], summary: list[dict[str, Any]]) -> str:
                 f"   {fmt(r['cpu_per_session_ratio'], 2)}x"
             )
     lines.append(
-        "\nanswer/connect/1st audio: ms p50/p95 from POST; latency: marker sent -> heard back, ms;"
-        "\nlost/late: % of markers; CPU%: of one core; MB/s: server RSS MB per session;"
+        "\nanswer/connect/1st audio: ms p50/p95 from POST; latency: marker sent -> heard back, ms"
+        "\n(speech probe: end of a question -> first reply audio heard, ms);"
+        "\nlost/late: % of markers (speech probe: lost = questions not answered within 15 s);"
+        "\nCPU%: of one core; MB/s: server RSS MB per session;"
         "\ncli%/be%: load clients/backend CPU; other%: CPU used by other processes (noise)"
     )
     return "\n".join(lines)
