@@ -12,7 +12,11 @@ from relay.backends import dialect_for
 
 BackendName = Literal["local", "stepfun", "openai"]
 
-DEFAULT_MAX_SESSIONS = 8
+# Sessions one process serves before it answers 503 (docs/performance.md, "Capacity"): what one
+# relay process carries on one core with headroom, and fewer when the offline assistant model
+# runs in the same process (its speech recognition and synthesis cost far more than relaying).
+DEFAULT_MAX_SESSIONS = 15
+DEFAULT_MAX_EMBEDDED_ASSISTANT_SESSIONS = 4
 
 
 class IceServer(BaseModel):
@@ -50,9 +54,7 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
     secret_key: SecretStr | None = None
     sessions_per_ip_per_minute: int = Field(10, ge=1)
-    # Sessions one process serves before it answers 503: measured capacity of one relay process
-    # on one core with headroom (docs/performance.md).
-    max_sessions: int = Field(DEFAULT_MAX_SESSIONS, ge=1)
+    max_sessions: int | None = Field(None, ge=1)  # default: resolved_max_sessions
 
     @field_validator("ice_addresses", mode="before")
     @classmethod
@@ -94,6 +96,16 @@ class Settings(BaseSettings):
     def resolved_model(self) -> str:
         """The configured model, else the default of the backend's dialect."""
         return self.model or dialect_for(self.resolved_backend).default_model
+
+    @property
+    def resolved_max_sessions(self) -> int:
+        """The configured maximum, else the measured capacity of what this process runs."""
+        if self.max_sessions is not None:
+            return self.max_sessions
+        embedded = self.resolved_backend == "local" and not self.backend_url
+        if embedded and self.resolved_model == "assistant":
+            return DEFAULT_MAX_EMBEDDED_ASSISTANT_SESSIONS
+        return DEFAULT_MAX_SESSIONS
 
     def api_key(self) -> SecretStr | None:
         return self.key_for(self.resolved_backend)

@@ -84,7 +84,7 @@ async def create_session(
         session, answer = await registry.create(
             offer,
             backend_config(settings, link),
-            max_sessions=settings.max_sessions,
+            max_sessions=settings.resolved_max_sessions,
             options=session_options(settings, link),
             on_closed=lambda _: lease.release(),
         )
