@@ -33,7 +33,13 @@ class Scenario:
 
 
 # Optimizations `benchmarks.variants` can undo in a relay process, to measure each one.
-RELAY_VARIANTS = ("aiortc-encoder", "aiortc-decoder", "paced-after-underrun", "no-catch-up")
+RELAY_VARIANTS = (
+    "aiortc-encoder",
+    "aiortc-decoder",
+    "aiortc-jitter-buffer",
+    "paced-after-underrun",
+    "no-catch-up",
+)
 
 FLOOR = Target("floor", "echo")
 RELAY = Target("relay", "relay")

@@ -14,9 +14,10 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from aiortc.jitterbuffer import JitterBuffer
 from av import AudioFrame, AudioResampler
 
-from relay import session
+from relay import decoding, session
 from relay.audio import FRAME_BYTES, MODEL_RATE_HZ, SAMPLE_BYTES, pcm_frame
 from relay.playout import PlayoutTrack
 from web import cli
@@ -63,6 +64,18 @@ def aiortc_decoder() -> None:
     session.decode_in_loop = lambda receiver: None  # type: ignore[attr-defined]
 
 
+def aiortc_jitter_buffer() -> None:
+    """aiortc's 80 ms audio jitter buffer in front of the loop decoder: before relay/reorder.py."""
+    decode_in_loop = decoding.decode_in_loop
+
+    def with_aiortc_jitter_buffer(receiver: Any) -> Any:
+        decoder = decode_in_loop(receiver)
+        setattr(receiver, decoding.JITTER_BUFFER_ATTRIBUTE, JitterBuffer(capacity=16, prefetch=4))
+        return decoder
+
+    session.decode_in_loop = with_aiortc_jitter_buffer  # type: ignore[attr-defined]
+
+
 def paced_after_underrun() -> None:
     """Audio that arrives after an underrun waits for the next 20 ms tick (before the wake)."""
 
@@ -81,6 +94,7 @@ def no_catch_up() -> None:
 VARIANTS: dict[str, Callable[[], None]] = {
     "aiortc-encoder": aiortc_encoder,
     "aiortc-decoder": aiortc_decoder,
+    "aiortc-jitter-buffer": aiortc_jitter_buffer,
     "paced-after-underrun": paced_after_underrun,
     "no-catch-up": no_catch_up,
 }

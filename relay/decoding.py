@@ -1,12 +1,14 @@
-"""LoopDecoder: an aiortc receiver's audio decoded in the event loop, Opus straight to 24 kHz.
+"""The uplink's receive path in the event loop: reordered, decoded by libopus straight to 24 kHz.
 
-aiortc hands every received frame to a decoder thread through a `queue.Queue` and each decoded
-frame back through `run_coroutine_threadsafe`: two thread hand-offs per 20 ms that buy no
-parallelism (PyAV holds the GIL while decoding) and cost about a tenth of the relay's CPU.
-`decode_in_loop(receiver)` puts a `LoopDecoder` in place of that queue before the receiver
-starts: frames are decoded as the receiver puts them, and Opus is decoded by libopus straight
-to the model's pcm16 24 kHz mono (no resampling left for the uplink). aiortc's thread still
-starts; it waits, idle, for the end of the track and then ends it as it always does.
+aiortc holds received audio in a jitter buffer made for a loudspeaker (80 ms, and a stall on
+loss), hands every frame to a decoder thread through a `queue.Queue` and each decoded 48 kHz
+stereo frame back through `run_coroutine_threadsafe`: two thread hand-offs per 20 ms that buy no
+parallelism (PyAV holds the GIL), and a resampler after them. `decode_in_loop(receiver)`
+replaces the receiver's jitter buffer and decoder queue before it starts: a `ReorderBuffer`
+passes packets on in order at once (relay/reorder.py), and a `LoopDecoder` decodes them in the
+event loop with libopus straight to the model's pcm16 24 kHz mono, concealing lost ones.
+aiortc's decoder thread still starts; it waits, idle, for the end of the track and then ends
+it as it always does.
 """
 
 from __future__ import annotations
@@ -22,62 +24,90 @@ from aiortc.codecs import get_decoder
 from aiortc.codecs.base import Decoder
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import RtpPacket
 from av.frame import Frame
 
 from . import libopus
-from .audio import MODEL_RATE_HZ, pcm_frame
+from .audio import FRAME_SAMPLES, pcm_frame
+from .reorder import ReorderBuffer
 
 logger = logging.getLogger(__name__)
 
-OPUS_RTP_RATE_HZ = 48_000
 # The private attributes this module reaches (tests/test_decoding.py checks they still exist).
 QUEUE_ATTRIBUTE = "_RTCRtpReceiver__decoder_queue"  # RTCRtpReceiver: frames to decode
+JITTER_BUFFER_ATTRIBUTE = "_RTCRtpReceiver__jitter_buffer"  # its packets → frames
+CODECS_ATTRIBUTE = "_RTCRtpReceiver__codecs"  # its payload type → codec map
 TRACK_QUEUE_ATTRIBUTE = "_queue"  # its RemoteStreamTrack: decoded frames, read by recv()
 MAX_QUEUED_FRAMES = 50  # one second; the uplink reads each frame as it comes
 
 
-class ModelRateOpusDecoder(Decoder):
-    """Opus to pcm16 24 kHz mono frames, the model's format."""
+class ModelRateOpusDecoder:
+    """Opus to pcm16 24 kHz mono frames, the model's format, numbered by samples decoded."""
 
     def __init__(self) -> None:
         self._decoder = libopus.Decoder()
+        self._pts = 0
+        self._last_samples = FRAME_SAMPLES
 
-    def decode(self, encoded_frame: JitterFrame) -> list[Frame]:
-        pcm = self._decoder.decode(encoded_frame.data)
-        # RTP timestamps of Opus count 48 kHz samples whatever the coded rate.
-        return [pcm_frame(pcm, encoded_frame.timestamp * MODEL_RATE_HZ // OPUS_RTP_RATE_HZ)]
+    def decode(self, data: bytes) -> list[Frame]:
+        return self._frame(self._decoder.decode(data))
+
+    def conceal(self) -> list[Frame]:
+        """A lost packet: as long as the last one, concealed by libopus."""
+        return self._frame(self._decoder.conceal(self._last_samples))
+
+    def _frame(self, pcm: bytes) -> list[Frame]:
+        frame = pcm_frame(pcm, self._pts)
+        self._last_samples = frame.samples
+        self._pts += frame.samples
+        return [frame]
 
 
 class LoopDecoder:
-    """Stands in for a receiver's decoder queue: `put` decodes at once, in the event loop."""
+    """Stands in for a receiver's decoder queue: decodes at once, in the event loop."""
 
     def __init__(self, output: asyncio.Queue[Frame | None]) -> None:
         self._output = output
         self._codec_name: str | None = None
-        self._decoder: Decoder | None = None
+        self._decoder: ModelRateOpusDecoder | Decoder | None = None
         self._ended = threading.Event()
         self.decode_errors = 0
         self.dropped_frames = 0
 
-    def put(self, task: tuple[RTCRtpCodecParameters, JitterFrame] | None) -> None:
-        if task is None:  # the receiver stops: release aiortc's thread, which ends the track
-            self._ended.set()
-            return
-        codec, encoded_frame = task
+    def decode(self, codec: RTCRtpCodecParameters, data: bytes, timestamp: int = 0) -> None:
         if codec.name != self._codec_name or self._decoder is None:
             self._decoder = ModelRateOpusDecoder() if codec.name == "opus" else get_decoder(codec)
             self._codec_name = codec.name
         try:
-            frames = self._decoder.decode(encoded_frame)
+            if isinstance(self._decoder, ModelRateOpusDecoder):
+                frames = self._decoder.decode(data)
+            else:
+                frames = self._decoder.decode(JitterFrame(data, timestamp))
         except (av.FFmpegError, libopus.OpusError) as exc:  # keep the decoder: the next decodes
             self.decode_errors += 1
             logger.debug("could not decode a %s frame: %s", codec.name, exc)
             return
+        self._emit(frames)
+
+    def conceal(self) -> None:
+        """A packet was lost: Opus carries the voice on for its length; other codecs skip it."""
+        if isinstance(self._decoder, ModelRateOpusDecoder):
+            self._emit(self._decoder.conceal())
+
+    def _emit(self, frames: list[Frame]) -> None:
         for frame in frames:
             if self._output.qsize() >= MAX_QUEUED_FRAMES:
                 self.dropped_frames += 1
                 continue
             self._output.put_nowait(frame)
+
+    def put(self, task: tuple[RTCRtpCodecParameters, JitterFrame] | None) -> None:
+        """aiortc's side: None when the receiver stops (which releases its thread)."""
+        if task is None:
+            self._ended.set()
+            return
+        codec, encoded_frame = task
+        self.decode(codec, encoded_frame.data, encoded_frame.timestamp)
 
     def get(self, *args: Any, **kwargs: Any) -> None:
         """What aiortc's decoder thread waits on: nothing until the receiver stops."""
@@ -85,11 +115,37 @@ class LoopDecoder:
         return None
 
 
+class LoopJitterBuffer:
+    """Stands in for a receiver's jitter buffer: reorders, then decodes in the loop itself."""
+
+    def __init__(self, decoder: LoopDecoder, codecs: dict[int, RTCRtpCodecParameters]) -> None:
+        self._decoder = decoder
+        self._codecs = codecs  # the receiver's own map, filled when it starts
+        self._reorder: ReorderBuffer[RtpPacket] = ReorderBuffer()
+
+    @property
+    def lost(self) -> int:
+        return self._reorder.lost
+
+    def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
+        for ready in self._reorder.add(packet.sequence_number, packet):
+            if ready is None:
+                self._decoder.conceal()
+                continue
+            codec = self._codecs.get(ready.payload_type)
+            if codec is not None:
+                data: bytes = getattr(ready, "_data", ready.payload)  # depayloaded by aiortc
+                self._decoder.decode(codec, data, ready.timestamp)
+        return False, None  # nothing for aiortc's own decoder path
+
+
 def decode_in_loop(receiver: RTCRtpReceiver) -> LoopDecoder:
-    """Make `receiver` decode in the event loop; call before it starts (before `connect`)."""
+    """Make `receiver` reorder and decode in the event loop; call before it starts."""
     queue = getattr(receiver, QUEUE_ATTRIBUTE)
     if queue.qsize():
         raise RuntimeError("decode_in_loop: the receiver has already received frames")
     decoder = LoopDecoder(getattr(receiver.track, TRACK_QUEUE_ATTRIBUTE))
+    codecs = getattr(receiver, CODECS_ATTRIBUTE)
     setattr(receiver, QUEUE_ATTRIBUTE, decoder)
+    setattr(receiver, JITTER_BUFFER_ATTRIBUTE, LoopJitterBuffer(decoder, codecs))
     return decoder

@@ -115,3 +115,8 @@ class Decoder:
             library().opus_decode(self._state, packet, len(packet), self._out, MAX_FRAME_SAMPLES, 0)
         )
         return self._out.raw[: samples * SAMPLE_BYTES]
+
+    def conceal(self, samples: int) -> bytes:
+        """`samples` of packet-loss concealment: the voice carried on, fading out."""
+        decoded = _check(library().opus_decode(self._state, None, 0, self._out, samples, 0))
+        return self._out.raw[: decoded * SAMPLE_BYTES]

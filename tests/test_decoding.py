@@ -1,9 +1,10 @@
-"""LoopDecoder: a receiver's audio decoded in the event loop, Opus to 24 kHz, and its aiortc seam.
+"""relay.decoding: a receiver's audio reordered and decoded in the event loop, and its aiortc seam.
 
 - Opus frames put by the receiver come out decoded, pcm16 24 kHz mono, in order, at once;
 - a frame that does not decode is counted and skipped, the next one decodes;
 - the track's queue stays bounded when nobody reads it;
 - the receiver stopping releases aiortc's decoder thread, which ends the track;
+- through aiortc's own packet handler: no prefetch, reordering, a lost packet concealed;
 - aiortc still has the private attributes `decode_in_loop` replaces.
 """
 
@@ -18,17 +19,21 @@ import aiortc.rtcrtpreceiver
 import numpy as np
 import pytest
 from aiortc import RTCDtlsTransport, RTCRtpReceiver
-from aiortc.jitterbuffer import JitterFrame
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpreceiver import RemoteStreamTrack
+from aiortc.rtp import RtpPacket
 from av.frame import Frame
 
 from relay.audio import FRAME_BYTES
 from relay.decoding import (
+    CODECS_ATTRIBUTE,
+    JITTER_BUFFER_ATTRIBUTE,
     MAX_QUEUED_FRAMES,
     QUEUE_ATTRIBUTE,
     TRACK_QUEUE_ATTRIBUTE,
     LoopDecoder,
+    LoopJitterBuffer,
     decode_in_loop,
 )
 from relay.opus import PlayoutEncoder
@@ -104,7 +109,8 @@ async def test_stop_releases_aiortcs_thread_which_ends_the_track() -> None:
     assert (await asyncio.wait_for(output.get(), 1.0)) is None  # then the end of the track
 
 
-async def test_decode_in_loop_replaces_the_receivers_queue() -> None:
+def standalone_receiver() -> RTCRtpReceiver:
+    """A receiver as setRemoteDescription leaves it, with Opus negotiated as payload type 111."""
     from aiortc import RTCCertificate, RTCIceGatherer, RTCIceTransport
 
     ice = RTCIceTransport(RTCIceGatherer())
@@ -112,13 +118,46 @@ async def test_decode_in_loop_replaces_the_receivers_queue() -> None:
         "audio", RTCDtlsTransport(ice, [RTCCertificate.generateCertificate()])
     )
     receiver._track = RemoteStreamTrack(kind="audio")  # as setRemoteDescription does
+    getattr(receiver, CODECS_ATTRIBUTE)[OPUS.payloadType] = OPUS  # as receive() does
+    return receiver
+
+
+async def test_decode_in_loop_replaces_the_receivers_jitter_buffer_and_queue() -> None:
+    receiver = standalone_receiver()
     assert isinstance(getattr(receiver, QUEUE_ATTRIBUTE), queue.Queue)  # aiortc's own, before
+    assert isinstance(getattr(receiver, JITTER_BUFFER_ATTRIBUTE), JitterBuffer)
     assert isinstance(getattr(receiver.track, TRACK_QUEUE_ATTRIBUTE), asyncio.Queue)
     decoder = decode_in_loop(receiver)
     assert getattr(receiver, QUEUE_ATTRIBUTE) is decoder
-    decoder.put((OPUS, opus_frames(0.02)[0]))
-    frame = await asyncio.wait_for(receiver.track.recv(), 1.0)
-    assert frame.layout.name == "mono"  # type: ignore[attr-defined]
+    assert isinstance(getattr(receiver, JITTER_BUFFER_ATTRIBUTE), LoopJitterBuffer)
+
+
+async def test_received_packets_come_out_at_once_in_order_and_losses_concealed() -> None:
+    receiver = standalone_receiver()
+    decode_in_loop(receiver)
+    frames = opus_frames(0.2)  # 10 packets of a tone
+
+    async def arrive(index: int) -> None:
+        packet = RtpPacket(
+            payload_type=OPUS.payloadType,
+            sequence_number=1000 + index,
+            timestamp=960 * index,
+            payload=frames[index].data,
+        )
+        await receiver._handle_rtp_packet(packet, arrival_time_ms=0)
+
+    await arrive(0)
+    assert receiver.track._queue.qsize() == 1  # type: ignore[union-attr]  # no prefetch
+    for index in (2, 1):  # swapped on the way
+        await arrive(index)
+    for index in (4, 5, 6, 7, 8, 9):  # 3 is lost
+        await arrive(index)
+    decoded = [await receiver.track.recv() for _ in range(10)]  # 9 received + 1 concealed
+    assert [f.pts for f in decoded] == [480 * i for i in range(10)]  # type: ignore[attr-defined]
+    jitter = getattr(receiver, JITTER_BUFFER_ATTRIBUTE)
+    assert jitter.lost == 1
+    concealed = np.frombuffer(memoryview(decoded[3].planes[0])[:960], np.int16)  # type: ignore[attr-defined]
+    assert np.abs(concealed).max() > 1000  # the voice carried on through the gap
 
 
 def test_aiortcs_decoder_thread_still_waits_on_get_and_ends_the_track_on_none() -> None:
@@ -129,3 +168,5 @@ def test_aiortcs_decoder_thread_still_waits_on_get_and_ends_the_track_on_none() 
     receiver_source = inspect.getsource(aiortc.rtcrtpreceiver.RTCRtpReceiver)
     assert "self.__decoder_queue.put((codec, encoded_frame))" in receiver_source
     assert "self.__decoder_queue.put(None)" in receiver_source
+    assert "self.__jitter_buffer.add(packet)" in receiver_source
+    assert "self.__codecs[codec.payloadType] = codec" in receiver_source
