@@ -313,7 +313,7 @@ def parse_args(argv: list[str] | None) -> tuple[Options, bool]:
     add("--per-proc", type=int, default=10, help="peers per load-client process (10)")
     add("--server-cpu", type=int, default=0)
     add("--client-cpu", type=int, default=1)
-    add("--backend-cpu", type=int, default=1)
+    add("--backend-cpu", type=int, default=1, help="core of the backend (-1: any core)")
     add("--no-pin", action="store_true", help="do not pin processes to cores")
     add("--no-netns", action="store_true", help="do not enter a new network namespace")
     add("--stock-floor", action="store_true", help="floor echo with aiortc's own audio level")
@@ -367,7 +367,7 @@ def parse_args(argv: list[str] | None) -> tuple[Options, bool]:
         per_proc=args.per_proc,
         server_cpu=args.server_cpu if pin else None,
         client_cpu=args.client_cpu if pin else None,
-        backend_cpu=args.backend_cpu if pin else None,
+        backend_cpu=args.backend_cpu if pin and args.backend_cpu >= 0 else None,
         relay_env=dict(kv.split("=", 1) for kv in args.relay_env),
         max_noise_pct=args.max_noise,
         retries=0 if args.quick else args.retries,
