@@ -2,7 +2,8 @@
 
 - the refusal is HTTP 503 with `Retry-After` and `{"error": {"code": "at_capacity", ...}}`;
 - sessions still negotiating count: concurrent offers never let max_sessions + 1 in;
-- a place frees up once a session has closed, and the sessions already admitted keep working.
+- a place frees up once a session has closed, and the sessions already admitted keep working;
+- a refusal at capacity does not use up the caller's per-address rate.
 """
 
 from __future__ import annotations
@@ -81,3 +82,21 @@ async def test_admission_frees_the_place_when_the_peer_goes_away(live_server: Li
             await later.connect(http)
     finally:
         await asyncio.gather(first.close(), refused.close(), later.close())
+
+
+@pytest.mark.settings(max_sessions=1, sessions_per_ip_per_minute=2)
+async def test_refusals_at_capacity_do_not_count_against_the_address(
+    live_server: LiveServer,
+) -> None:
+    clients = [ClientPeer() for _ in range(5)]
+    try:
+        async with live_server.http() as http:
+            await clients[0].connect(http)  # the address's first session
+            for client in clients[1:4]:
+                assert (await post_offer(http, client)).status_code == 503
+            await http.delete(f"/api/sessions/{clients[0].session_id}")
+            await wait_until(lambda: len(live_server.registry) == 0)
+            await clients[4].connect(http)  # its second: admitted, not 429
+            assert len(live_server.registry) == 1
+    finally:
+        await asyncio.gather(*(c.close() for c in clients))

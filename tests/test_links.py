@@ -117,6 +117,20 @@ def test_limiter_concurrency_hourly_quota_and_per_ip() -> None:
     assert limiter.acquire(link, "1.1.1.4")
 
 
+def test_limiter_refund_gives_back_the_rate_and_the_quota() -> None:
+    now = [0.0]
+    limiter = SessionLimiter(per_ip_per_minute=1, clock=lambda: now[0])
+    link = DemoLink.model_validate(sample(max_concurrent=1, sessions_per_hour=1).model_dump())
+    refused_by_a_full_server = limiter.acquire(link, "7.7.7.7")
+    refused_by_a_full_server.refund()
+    refused_by_a_full_server.refund()  # idempotent
+    assert limiter.active(link.slug) == 0
+    admitted = limiter.acquire(link, "7.7.7.7")  # neither the per-IP rate nor the hour is used up
+    admitted.release()
+    with pytest.raises(RateLimited, match="address"):
+        limiter.acquire(link, "7.7.7.7")  # a session that ran still counts
+
+
 def test_limiter_per_ip_rate() -> None:
     now = [0.0]
     limiter = SessionLimiter(per_ip_per_minute=2, clock=lambda: now[0])

@@ -30,12 +30,23 @@ class Lease:
 
     limiter: SessionLimiter
     slug: str | None
+    ip: str
+    admitted_at: float
     released: bool = False
+    refunded: bool = False
 
     def release(self) -> None:
         if not self.released:
             self.released = True
             self.limiter._release(self.slug)
+
+    def refund(self) -> None:
+        """The session never started through no fault of the caller (the server was full):
+        release it and take it off the per-IP rate and the link's hourly quota."""
+        self.release()
+        if not self.refunded:
+            self.refunded = True
+            self.limiter._uncount(self.slug, self.ip, self.admitted_at)
 
 
 class SessionLimiter:
@@ -76,11 +87,16 @@ class SessionLimiter:
             self._active[link.slug] += 1
         recent.append(now)
         self._prune_ips(now)
-        return Lease(self, link.slug if link is not None else None)
+        return Lease(self, link.slug if link is not None else None, ip, now)
 
     def _release(self, slug: str | None) -> None:
         if slug is not None and self._active.get(slug, 0) > 0:
             self._active[slug] -= 1
+
+    def _uncount(self, slug: str | None, ip: str, at: float) -> None:
+        for times in (self._per_ip.get(ip), self._hourly.get(slug) if slug else None):
+            if times is not None and at in times:
+                times.remove(at)
 
     @staticmethod
     def _window(times: deque[float], now: float, span: float) -> deque[float]:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ValidationError
 
 from relay import parse_offer
+from relay.errors import AtCapacity
 
 from ..admission import admit
 from ..backend import backend_config, session_options
@@ -88,6 +89,9 @@ async def create_session(
             options=session_options(settings, link),
             on_closed=lambda _: lease.release(),
         )
+    except AtCapacity:
+        lease.refund()  # a full server does not use up the caller's rate or the link's quota
+        raise
     except BaseException:
         lease.release()
         raise
