@@ -40,7 +40,10 @@ T = TypeVar("T")
 
 @asynccontextmanager
 async def chromium(
-    *, audio_file: Path | None = None, allow_microphone: bool = True
+    *,
+    audio_file: Path | None = None,
+    allow_microphone: bool = True,
+    extra_args: tuple[str, ...] = (),
 ) -> AsyncIterator[Browser]:
     """Headless Debian Chromium with fake media devices (Playwright gives it a fresh profile).
 
@@ -53,6 +56,7 @@ async def chromium(
     )
     if audio_file is not None:
         args.append(f"--use-file-for-fake-audio-capture={audio_file}")
+    args += extra_args
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=args, timeout=60_000

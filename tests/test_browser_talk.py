@@ -284,6 +284,36 @@ async def test_browser_talk_denied_microphone(live_server: LiveServer) -> None:
         assert_no_page_errors(talk)
 
 
+async def test_browser_talk_insecure_page_says_https_is_needed(live_server: LiveServer) -> None:
+    # 127.0.0.1 counts as secure; a plain-HTTP host name does not (as a real deployment would).
+    host = "voice-relay.test"
+    rule = f"--host-resolver-rules=MAP {host} 127.0.0.1"
+    url = live_server.url.replace("127.0.0.1", host)
+    async with (
+        chromium(extra_args=(rule,)) as browser,
+        talk_page(browser, url, locale="en-US") as talk,
+    ):
+        page = talk.page
+        assert await page.evaluate("window.isSecureContext") is False
+        await expect(page.get_by_role("alert")).to_contain_text("only works on secure pages")
+        await expect(page.get_by_role("button", name="Start conversation")).to_be_disabled()
+        assert len(live_server.registry) == 0
+        assert_no_page_errors(talk)
+
+
+async def test_browser_talk_without_webrtc_says_so(live_server: LiveServer) -> None:
+    async with chromium() as browser:
+        context = await browser.new_context(locale="en-US")
+        await context.add_init_script("delete window.RTCPeerConnection;")
+        page = await context.new_page()
+        try:
+            await page.goto(live_server.url)
+            await expect(page.get_by_role("alert")).to_contain_text("WebRTC is missing")
+            await expect(page.get_by_role("button", name="Start conversation")).to_be_disabled()
+        finally:
+            await context.close()
+
+
 async def test_browser_talk_busy_server(silent_talk: TalkPage) -> None:
     async def busy(route: Route) -> None:
         if route.request.method != "POST":
