@@ -10,9 +10,11 @@ from aiortc import RTCSessionDescription
 
 from .backends import BackendConfig
 from .errors import AtCapacity, SessionNotFound
+from .memory import release_free_memory
 from .session import Session, SessionOptions
 
 RETRY_AFTER_S = 5
+IDLE_TRIM_DELAY_S = 1.0  # after the last session ends, once its teardown has settled
 
 
 class SessionRegistry:
@@ -25,6 +27,8 @@ class SessionRegistry:
     def __init__(self, options: SessionOptions) -> None:
         self.options = options
         self._sessions: dict[str, Session] = {}
+        self._idle_trim: asyncio.TimerHandle | None = None
+        self.idle_trims = 0
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -66,6 +70,9 @@ class SessionRegistry:
             if on_closed is not None:
                 on_closed(session)
 
+        if self._idle_trim is not None:
+            self._idle_trim.cancel()
+            self._idle_trim = None
         session = Session(session_id, backend, options or self.options, on_closed=closed)
         self._sessions[session_id] = session
         answer = await session.answer(offer)
@@ -79,3 +86,12 @@ class SessionRegistry:
 
     def _forget(self, session: Session) -> None:
         self._sessions.pop(session.id, None)
+        if not self._sessions:
+            loop = asyncio.get_running_loop()
+            self._idle_trim = loop.call_later(IDLE_TRIM_DELAY_S, self._trim_when_idle)
+
+    def _trim_when_idle(self) -> None:
+        self._idle_trim = None
+        if not self._sessions:  # nothing live: a pause in the loop hurts no conversation
+            release_free_memory()
+            self.idle_trims += 1
