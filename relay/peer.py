@@ -1,4 +1,4 @@
-"""RTCPeerConnection set-up: ICE servers, host-candidate addresses, offer validation."""
+"""RTCPeerConnection set-up: ICE servers, host-candidate addresses, offer checks, Opus only."""
 
 from __future__ import annotations
 
@@ -6,7 +6,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aioice.ice
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamTrack
 
 from .errors import SignallingError
 
@@ -38,6 +46,16 @@ def use_host_addresses(addresses: Sequence[str]) -> None:
     aioice.ice.get_host_addresses = get_host_addresses
 
 
+def add_opus_audio(pc: RTCPeerConnection, track: MediaStreamTrack) -> RTCRtpTransceiver:
+    """The audio transceiver: sends `track`, receives the peer's, and negotiates Opus only,
+    whatever the offer's codec order (the playout sends ready Opus packets and the uplink
+    decodes Opus). Call before setRemoteDescription, which then takes this transceiver."""
+    transceiver = pc.addTransceiver(track, direction="sendrecv")
+    opus = [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.name.lower() == "opus"]
+    transceiver.setCodecPreferences(opus)
+    return transceiver
+
+
 def create_peer_connection(ice_servers: Sequence[IceServerConfig]) -> RTCPeerConnection:
     # An explicit list, even empty: with none aiortc would add a public STUN server.
     servers = [RTCIceServer(s.urls, s.username, s.credential) for s in ice_servers]
@@ -54,4 +72,8 @@ def parse_offer(sdp: str, kind: str = "offer") -> RTCSessionDescription:
         raise SignallingError("the SDP offer is malformed: it must start with 'v=0'")
     if "\nm=audio " not in sdp.replace("\r\n", "\n"):
         raise SignallingError("the SDP offer has no audio section")
+    if " opus/48000" not in sdp.lower():
+        raise SignallingError(
+            "the SDP offer has no Opus audio: voice-relay sends and receives Opus, as browsers do"
+        )
     return RTCSessionDescription(sdp=sdp, type="offer")

@@ -23,7 +23,7 @@ from .backends.dialect import Event
 from .decoding import decode_in_loop
 from .errors import BackendError, PolicyViolation, SignallingError
 from .events import PageEvent, State
-from .peer import IceServerConfig, create_peer_connection
+from .peer import IceServerConfig, add_opus_audio, create_peer_connection
 from .playout import PlayoutTrack
 from .policy import Interrupt, TextMessage, parse_client_event
 from .prosody import analyze_utterance
@@ -109,11 +109,10 @@ class Session:
         )
         self._set_state(State.CONNECTING)
         try:
+            audio = add_opus_audio(self.pc, self.playout)
             await self.pc.setRemoteDescription(offer)
-            for transceiver in self.pc.getTransceivers():
-                if transceiver.kind == "audio":
-                    decode_in_loop(transceiver.receiver)
-            self.pc.addTrack(self.playout)
+            if audio.receiver.track is not None:  # the page sends audio (it may only listen)
+                decode_in_loop(audio.receiver)
             await self.pc.setLocalDescription(await self.pc.createAnswer())
         except Exception as exc:  # aiortc raises many types for SDP it cannot use
             failure = self._backend_failure

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from aiortc import RTCSessionDescription
+from aiortc import RTCRtpSender, RTCSessionDescription
 
 from .conftest import LiveServer, wait_until
 from .media import ClientPeer
@@ -74,6 +74,49 @@ async def test_bad_offers_get_a_clear_4xx(
     assert error["code"] == code
     assert len(error["message"]) > 10
     assert len(live_server.registry) == 0
+
+
+def prefer(client: ClientPeer, *mime_types: str) -> None:
+    """Offer only these audio codecs, in this order (as a SIP gateway or an old client might)."""
+    codecs = RTCRtpSender.getCapabilities("audio").codecs
+    chosen = [c for m in mime_types for c in codecs if c.mimeType.lower() == m]
+    client.pc.getTransceivers()[0].setCodecPreferences(chosen)
+
+
+def audio_codecs(sdp: str) -> list[str]:
+    return [
+        line.split(" ", 1)[1].split("/")[0].lower()
+        for line in sdp.splitlines()
+        if line.startswith("a=rtpmap:")
+    ]
+
+
+async def test_an_offer_without_opus_gets_a_clear_400(live_server: LiveServer) -> None:
+    client = ClientPeer()
+    prefer(client, "audio/pcmu", "audio/pcma")
+    try:
+        offer = await client.offer()
+        async with live_server.http() as http:
+            response = await http.post("/api/sessions", json={"sdp": offer.sdp, "type": "offer"})
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["code"] == "bad_offer"
+        assert "Opus" in response.json()["error"]["message"]
+        assert len(live_server.registry) == 0
+    finally:
+        await client.close()
+
+
+async def test_opus_is_answered_even_when_offered_after_g711(live_server: LiveServer) -> None:
+    client = ClientPeer()
+    prefer(client, "audio/pcmu", "audio/opus")
+    try:
+        async with live_server.http() as http:
+            body = await client.connect(http)
+            assert audio_codecs(body["sdp"]) == ["opus"]  # the relay's playout is Opus packets
+            await wait_until(lambda: client.pc.connectionState == "connected", timeout_s=10)
+            await http.delete(f"/api/sessions/{client.session_id}")
+    finally:
+        await client.close()
 
 
 async def test_page_config_carries_no_secret() -> None:
