@@ -18,10 +18,7 @@ import logging
 import threading
 from typing import Any
 
-import av
 from aiortc import RTCRtpReceiver
-from aiortc.codecs import get_decoder
-from aiortc.codecs.base import Decoder
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
@@ -64,35 +61,32 @@ class ModelRateOpusDecoder:
 
 
 class LoopDecoder:
-    """Stands in for a receiver's decoder queue: decodes at once, in the event loop."""
+    """Stands in for a receiver's decoder queue: decodes at once, in the event loop.
+
+    Audio is negotiated as Opus only (`relay.peer.add_opus_audio`); anything else is refused.
+    """
 
     def __init__(self, output: asyncio.Queue[Frame | None]) -> None:
         self._output = output
-        self._codec_name: str | None = None
-        self._decoder: ModelRateOpusDecoder | Decoder | None = None
+        self._decoder = ModelRateOpusDecoder()
         self._ended = threading.Event()
         self.decode_errors = 0
         self.dropped_frames = 0
 
-    def decode(self, codec: RTCRtpCodecParameters, data: bytes, timestamp: int = 0) -> None:
-        if codec.name != self._codec_name or self._decoder is None:
-            self._decoder = ModelRateOpusDecoder() if codec.name == "opus" else get_decoder(codec)
-            self._codec_name = codec.name
+    def decode(self, codec: RTCRtpCodecParameters, data: bytes) -> None:
         try:
-            if isinstance(self._decoder, ModelRateOpusDecoder):
-                frames = self._decoder.decode(data)
-            else:
-                frames = self._decoder.decode(JitterFrame(data, timestamp))
-        except (av.FFmpegError, libopus.OpusError) as exc:  # keep the decoder: the next decodes
+            if codec.name.lower() != "opus":
+                raise libopus.OpusError(f"{codec.name} is not Opus")
+            frames = self._decoder.decode(data)
+        except libopus.OpusError as exc:  # keep the decoder: the next packet decodes again
             self.decode_errors += 1
             logger.debug("could not decode a %s frame: %s", codec.name, exc)
             return
         self._emit(frames)
 
     def conceal(self) -> None:
-        """A packet was lost: Opus carries the voice on for its length; other codecs skip it."""
-        if isinstance(self._decoder, ModelRateOpusDecoder):
-            self._emit(self._decoder.conceal())
+        """A packet was lost: libopus carries the voice on for its length."""
+        self._emit(self._decoder.conceal())
 
     def _emit(self, frames: list[Frame]) -> None:
         for frame in frames:
@@ -107,7 +101,7 @@ class LoopDecoder:
             self._ended.set()
             return
         codec, encoded_frame = task
-        self.decode(codec, encoded_frame.data, encoded_frame.timestamp)
+        self.decode(codec, encoded_frame.data)
 
     def get(self, *args: Any, **kwargs: Any) -> None:
         """What aiortc's decoder thread waits on: nothing until the receiver stops."""
@@ -135,7 +129,7 @@ class LoopJitterBuffer:
             codec = self._codecs.get(ready.payload_type)
             if codec is not None:
                 data: bytes = getattr(ready, "_data", ready.payload)  # depayloaded by aiortc
-                self._decoder.decode(codec, data, ready.timestamp)
+                self._decoder.decode(codec, data)
         return False, None  # nothing for aiortc's own decoder path
 
 

@@ -80,6 +80,10 @@ async def test_a_frame_that_does_not_decode_is_counted_and_skipped() -> None:
     decoder.put((OPUS, good[1]))
     assert decoder.decode_errors == 1
     assert output.qsize() == 2
+    pcmu = RTCRtpCodecParameters(mimeType="audio/PCMU", clockRate=8000, channels=1, payloadType=0)
+    decoder.put((pcmu, JitterFrame(data=bytes(160), timestamp=0)))  # never negotiated: refused
+    assert decoder.decode_errors == 2
+    assert output.qsize() == 2
 
 
 async def test_the_track_queue_stays_bounded() -> None:
