@@ -4,7 +4,9 @@
   as lost (unit);
 - `python -m benchmarks.relay_bench --quick` starts the floor echo, `voice-relay backend` and
   the relay, drives real peers through them, stops by itself and writes JSON whose fields are
-  present and plausible. No timing thresholds: this machine is shared and noisy.
+  present and plausible. No timing thresholds: this machine is shared and noisy;
+- `--scenario assistant --quick` asks the offline assistant spoken questions through the relay
+  and reports voice-to-voice latency for the questions answered.
 """
 
 from __future__ import annotations
@@ -90,3 +92,38 @@ def test_bench_quick_mode_writes_sane_json(tmp_path: Path) -> None:
     assert set(summary) == {("relay", 1), ("relay", 3)}
     for row in summary.values():
         assert row["added_latency_ms_p50"] is not None and row["cpu_per_session_ratio"] > 0
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_bench_assistant_scenario_times_spoken_questions(tmp_path: Path) -> None:
+    out = tmp_path / "assistant.json"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.relay_bench",
+            "--scenario",
+            "assistant",
+            "--quick",
+            "--hold",
+            "14",
+            "--out",
+            str(out),
+        ],  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["meta"]["scenario"] == "assistant"
+    (phase,) = result["phases"]
+    assert (phase["target"], phase["sessions"], phase["sessions_ok"]) == ("relay", 1, 1)
+    assert phase["continuity"]["turns_asked"] >= 1
+    assert phase["continuity"]["turns_unanswered_pct"] < 100  # the assistant answered
+    latency = phase["latency_ms"]
+    # Voice to voice: at least the model's 400 ms end-of-turn silence, at most its timeout.
+    assert latency["count"] >= 1 and 400 < latency["p50"] < 15_000
+    assert result["summary"] == []  # no floor to compare with
