@@ -35,13 +35,13 @@ from relay.peer import create_peer_connection, use_host_addresses
 
 from .markers import (
     CYCLE_FRAMES,
-    FRAME_S,
+    FRAME_SAMPLES,
     RATE_HZ,
-    TIME_BASE,
     MarkerDetector,
     MarkerLog,
     encode_cycle,
 )
+from .paced_track import PacedPacketTrack
 from .speech_probe import (
     Question,
     QuestionTrack,
@@ -55,45 +55,25 @@ CONNECT_TIMEOUT_S = 15.0
 LATE_MARGIN_S = (
     0.060  # a frame this much later than its session's median misses a browser's jitter buffer
 )
-FRAME_SAMPLES = int(FRAME_S * RATE_HZ)
 
 
-class MarkerTrack(MediaStreamTrack):
-    """Sends the pre-encoded marker cycle as Opus packets, paced from a fixed start."""
-
-    kind = "audio"
+class MarkerTrack(PacedPacketTrack):
+    """Sends the pre-encoded marker cycle once armed."""
 
     def __init__(self, packets: list[bytes], offset: int, log: MarkerLog) -> None:
         super().__init__()
         self._packets = packets
         self._offset = offset
         self._log = log
-        self._index = 0
-        self._start: float | None = None
         self.armed = asyncio.Event()
-        self.lag_s: list[float] = []
 
-    async def recv(self) -> av.Packet:
-        if self.readyState != "live":
-            raise MediaStreamError
+    async def ready(self) -> None:
         await self.armed.wait()
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        if self._start is None:
-            self._start = now
-        else:
-            self._index += 1
-            due = self._start + self._index * FRAME_S
-            if due > now:
-                await asyncio.sleep(due - now)
-                now = loop.time()
-            self.lag_s.append(now - due)
-        position = self._offset + self._index
+
+    def payload(self, index: int, now: float) -> bytes:
+        position = self._offset + index
         self._log.record(position, now)
-        packet = av.Packet(self._packets[position % CYCLE_FRAMES])
-        packet.pts = self._index * FRAME_SAMPLES
-        packet.time_base = TIME_BASE
-        return packet
+        return self._packets[position % CYCLE_FRAMES]
 
 
 @dataclass

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 
 import av
 import numpy as np
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from relay.audio import FRAME_BYTES, FRAME_S, FRAME_SAMPLES, MODEL_TIME_BASE
+from relay.audio import FRAME_BYTES, FRAME_S
 from relay.opus import PlayoutEncoder
 
 from .assistant_latency import QUESTIONS, speech
+from .paced_track import PacedPacketTrack
 
 REPLY_DBFS = -40.0  # louder than this is the assistant speaking (the relay's silence is 0)
 REPLY_END_S = 0.6  # this much quiet ends a reply
@@ -52,19 +52,14 @@ def encode_questions() -> tuple[list[Question], bytes]:
     return questions, silent
 
 
-class QuestionTrack(MediaStreamTrack):
+class QuestionTrack(PacedPacketTrack):
     """Paced Opus packets: a question when one is asked, else silence."""
-
-    kind = "audio"
 
     def __init__(self, silent_packet: bytes) -> None:
         super().__init__()
         self._silent = silent_packet
         self._queue: deque[bytes] = deque()
         self._voice_end: tuple[int, asyncio.Future[float]] | None = None
-        self._index = 0
-        self._start: float | None = None
-        self.lag_s: list[float] = []
 
     def ask(self, question: Question) -> asyncio.Future[float]:
         """Queue `question`; the future gets the time its last voiced packet was sent."""
@@ -73,30 +68,14 @@ class QuestionTrack(MediaStreamTrack):
         self._queue.extend(question.packets)
         return done
 
-    async def recv(self) -> av.Packet:
-        if self.readyState != "live":
-            raise MediaStreamError
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        if self._start is None:
-            self._start = now
-        else:
-            self._index += 1
-            due = self._start + self._index * FRAME_S
-            if due > now:
-                await asyncio.sleep(due - now)
-                now = loop.time()
-            self.lag_s.append(now - due)
+    def payload(self, index: int, now: float) -> bytes:
         data = self._queue.popleft() if self._queue else self._silent
         if self._voice_end is not None:
             left, done = self._voice_end
             self._voice_end = (left - 1, done) if left > 1 else None
             if left <= 1 and not done.done():
                 done.set_result(now)
-        packet = av.Packet(data)
-        packet.pts = self._index * FRAME_SAMPLES
-        packet.time_base = MODEL_TIME_BASE
-        return packet
+        return data
 
 
 class ReplyListener:

@@ -53,7 +53,9 @@ def aiortc_encoder() -> None:
 
     async def recv(self: PlayoutTrack) -> Any:
         pcm = await self.next_pcm()
-        resampler = self.__dict__.setdefault("_to_webrtc", WebRtcResampler())
+        resampler = self.__dict__.get("_to_webrtc")
+        if resampler is None:  # one per track, primed once, as the relay had it
+            resampler = self.__dict__["_to_webrtc"] = WebRtcResampler()
         return resampler.frame(pcm, self._pts)
 
     PlayoutTrack.recv = recv  # type: ignore[method-assign]

@@ -15,6 +15,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiortc.codecs.opus import OpusDecoder
@@ -49,29 +50,25 @@ def test_markers_are_found_numbered_and_timed_after_opus() -> None:
         assert 0.120 <= arrival.latency_s < 0.130  # + Opus look-ahead, to the sample
 
 
-@pytest.mark.integration
-@pytest.mark.timeout(300)
-def test_bench_quick_mode_writes_sane_json(tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
+def run_bench(out: Path, *args: str) -> tuple[str, dict[str, Any]]:
+    """`python -m benchmarks.relay_bench ARGS --out OUT`: its stdout and its JSON."""
     run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.relay_bench",
-            "--quick",
-            "--hold",
-            "2",
-            "--out",
-            str(out),
-        ],
+        [sys.executable, "-m", "benchmarks.relay_bench", *args, "--out", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=280,
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    assert "added latency" in run.stdout
-    result = json.loads(out.read_text())
+    result: dict[str, Any] = json.loads(out.read_text())
+    return run.stdout, result
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_bench_quick_mode_writes_sane_json(tmp_path: Path) -> None:
+    stdout, result = run_bench(tmp_path / "bench.json", "--quick", "--hold", "2")
+    assert "added latency" in stdout
     assert result["meta"]["scenario"] == "loopback"
     phases = {(p["target"], p["sessions"]): p for p in result["phases"]}
     assert set(phases) == {("floor", 1), ("relay", 1), ("floor", 3), ("relay", 3)}
@@ -97,27 +94,9 @@ def test_bench_quick_mode_writes_sane_json(tmp_path: Path) -> None:
 @pytest.mark.integration
 @pytest.mark.timeout(300)
 def test_bench_assistant_scenario_times_spoken_questions(tmp_path: Path) -> None:
-    out = tmp_path / "assistant.json"
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.relay_bench",
-            "--scenario",
-            "assistant",
-            "--quick",
-            "--hold",
-            "14",
-            "--out",
-            str(out),
-        ],  # fmt: skip
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=280,
+    _, result = run_bench(
+        tmp_path / "assistant.json", "--scenario", "assistant", "--quick", "--hold", "14"
     )
-    assert run.returncode == 0, run.stderr[-3000:]
-    result = json.loads(out.read_text())
     assert result["meta"]["scenario"] == "assistant"
     (phase,) = result["phases"]
     assert (phase["target"], phase["sessions"], phase["sessions_ok"]) == ("relay", 1, 1)

@@ -31,4 +31,4 @@ def test_release_free_memory_gives_freed_heap_pages_back() -> None:
     after_trim = rss_mb()
     assert grown - after_trim > 50  # most of the ~150 MB is back with the system
     assert after_trim < before_trim
-    assert len(kept) == 2344
+    del kept  # held until here, so the freed pages lay between live objects
