@@ -21,7 +21,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python -m benchmarks.relay_bench $(BENCH_ARGS)
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check relay web tests benchmarks
+	$(BIN)/ruff check protocol relay localmodel web tests benchmarks
 	$(BIN)/mypy
 
 $(VENV)/bin/python:

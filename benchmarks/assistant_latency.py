@@ -56,7 +56,8 @@ def serve(model: str, log_level: str) -> None:
     from websockets.asyncio.server import ServerConnection
     from websockets.asyncio.server import serve as ws_serve
 
-    from relay.localmodel import preload_model, serve_realtime
+    from localmodel.models import preload_model
+    from localmodel.server import serve_realtime
 
     async def main() -> None:
         await asyncio.to_thread(preload_model, model)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import av
 import numpy as np
 
-from relay.audio import FRAME_BYTES, FRAME_S
+from protocol.audio import FRAME_BYTES, FRAME_S
 from relay.opus import PlayoutEncoder
 
 from .assistant_latency import QUESTIONS, speech

@@ -18,7 +18,8 @@ from aiortc.jitterbuffer import JitterBuffer
 from av import AudioFrame, AudioResampler
 
 from relay import decoding, session
-from relay.audio import FRAME_BYTES, MODEL_RATE_HZ, SAMPLE_BYTES, pcm_frame
+from protocol.audio import FRAME_BYTES, PCM_RATE_HZ, SAMPLE_BYTES
+from relay.audio import pcm_frame
 from relay.playout import PlayoutTrack
 from web import cli
 
@@ -38,7 +39,7 @@ class WebRtcResampler:
         self._resampler.resample(pcm_frame(bytes(FRAME_BYTES), 0))  # pay the filter delay once
 
     def frame(self, pcm: bytes, pts: int) -> AudioFrame:
-        ratio = WEBRTC_RATE_HZ // MODEL_RATE_HZ
+        ratio = WEBRTC_RATE_HZ // PCM_RATE_HZ
         (frame,) = self._resampler.resample(pcm_frame(pcm, pts))
         assert frame.samples * SAMPLE_BYTES == len(pcm) * ratio
         frame.time_base = WEBRTC_TIME_BASE

@@ -1,4 +1,4 @@
-"""Audio formats of the two legs and the conversions between them."""
+"""PyAV frames of the protocol's pcm16 24 kHz mono, for aiortc's track interface."""
 
 from __future__ import annotations
 
@@ -6,30 +6,20 @@ import fractions
 
 from av import AudioFrame, AudioResampler
 
-MODEL_RATE_HZ = 24_000
-FRAME_MS = 20
-SAMPLE_BYTES = 2
-BYTES_PER_MS = MODEL_RATE_HZ * SAMPLE_BYTES // 1000  # 48 bytes per ms of pcm16 24 kHz mono
-FRAME_SAMPLES = MODEL_RATE_HZ * FRAME_MS // 1000  # 480
-FRAME_BYTES = FRAME_SAMPLES * SAMPLE_BYTES  # 960
-FRAME_S = FRAME_MS / 1000
-MODEL_TIME_BASE = fractions.Fraction(1, MODEL_RATE_HZ)
+from protocol.audio import PCM_RATE_HZ, SAMPLE_BYTES
 
-
-def pcm_ms(pcm: bytes | bytearray | memoryview) -> float:
-    """Duration of pcm16 24 kHz mono audio in milliseconds."""
-    return len(pcm) / BYTES_PER_MS
+PCM_TIME_BASE = fractions.Fraction(1, PCM_RATE_HZ)
 
 
 class ModelResampler:
     """Converts any decoded frame to pcm16 24 kHz mono bytes (the model's input format)."""
 
     def __init__(self) -> None:
-        self._resampler = AudioResampler(format="s16", layout="mono", rate=MODEL_RATE_HZ)
+        self._resampler = AudioResampler(format="s16", layout="mono", rate=PCM_RATE_HZ)
 
     def convert(self, frame: AudioFrame) -> bytes:
         if (
-            frame.sample_rate == MODEL_RATE_HZ
+            frame.sample_rate == PCM_RATE_HZ
             and frame.format.name == "s16"
             and frame.layout.name == "mono"
         ):
@@ -47,7 +37,7 @@ def pcm_frame(pcm: bytes, pts: int) -> AudioFrame:
     """One pcm16 24 kHz mono frame holding `pcm` exactly."""
     frame = AudioFrame(format="s16", layout="mono", samples=len(pcm) // SAMPLE_BYTES)
     frame.planes[0].update(pcm)
-    frame.sample_rate = MODEL_RATE_HZ
-    frame.time_base = MODEL_TIME_BASE
+    frame.sample_rate = PCM_RATE_HZ
+    frame.time_base = PCM_TIME_BASE
     frame.pts = pts
     return frame

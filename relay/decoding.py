@@ -25,7 +25,8 @@ from aiortc.rtp import RtpPacket
 from av.frame import Frame
 
 from . import libopus
-from .audio import FRAME_SAMPLES, pcm_frame
+from protocol.audio import FRAME_SAMPLES
+from .audio import pcm_frame
 from .reorder import ReorderBuffer
 
 logger = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ def transcript_event(role: Role, item_id: str | None, text: str, final: bool) ->
 
 
 def tone_event(item_id: str | None, features: dict[str, Any]) -> PageEvent:
-    """Pitch, loudness and speaking rate of one user turn (relay.prosody)."""
+    """Pitch, loudness and speaking rate of one user turn (protocol.prosody)."""
     rounded = {k: round(v, 2) if isinstance(v, float) else v for k, v in features.items()}
     return {"type": "tone", "role": "user", "item_id": item_id, **rounded}
 

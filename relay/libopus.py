@@ -16,12 +16,12 @@ from pathlib import Path
 
 import av
 
-from .audio import MODEL_RATE_HZ, SAMPLE_BYTES
+from protocol.audio import PCM_RATE_HZ, SAMPLE_BYTES
 
 APPLICATION_RESTRICTED_LOWDELAY = 2051  # CELT only: 2.5 ms of look-ahead
 SET_BITRATE_REQUEST = 4002
 SET_COMPLEXITY_REQUEST = 4010
-MAX_FRAME_SAMPLES = MODEL_RATE_HZ * 120 // 1000  # the longest Opus packet: 120 ms
+MAX_FRAME_SAMPLES = PCM_RATE_HZ * 120 // 1000  # the longest Opus packet: 120 ms
 MAX_PACKET_BYTES = 1500
 
 
@@ -78,7 +78,7 @@ class Encoder:
         lib = library()
         error = ctypes.c_int()
         state = lib.opus_encoder_create(
-            MODEL_RATE_HZ, 1, APPLICATION_RESTRICTED_LOWDELAY, ctypes.byref(error)
+            PCM_RATE_HZ, 1, APPLICATION_RESTRICTED_LOWDELAY, ctypes.byref(error)
         )
         _check(error.value)
         self._state = state
@@ -104,7 +104,7 @@ class Decoder:
     def __init__(self) -> None:
         lib = library()
         error = ctypes.c_int()
-        state = lib.opus_decoder_create(MODEL_RATE_HZ, 1, ctypes.byref(error))
+        state = lib.opus_decoder_create(PCM_RATE_HZ, 1, ctypes.byref(error))
         _check(error.value)
         self._state = state
         weakref.finalize(self, lib.opus_decoder_destroy, state)

@@ -17,7 +17,8 @@ from typing import Any
 from av import Packet
 
 from . import libopus
-from .audio import FRAME_BYTES, MODEL_TIME_BASE
+from protocol.audio import FRAME_BYTES
+from .audio import PCM_TIME_BASE
 
 BIT_RATE = 40_000  # mono CELT at 40 kbps carries a 24 kHz voice transparently
 COMPLEXITY = 5  # about half the CPU of complexity 10 in low-delay mode
@@ -47,5 +48,5 @@ class PlayoutEncoder:
                 self._silent_packet = None
         packet = Packet(data)
         packet.pts = pts
-        packet.time_base = MODEL_TIME_BASE
+        packet.time_base = PCM_TIME_BASE
         return packet

@@ -26,7 +26,7 @@ from .events import PageEvent, State
 from .peer import IceServerConfig, add_opus_audio, create_peer_connection
 from .playout import PlayoutTrack
 from .policy import Interrupt, TextMessage, parse_client_event
-from .prosody import analyze_utterance
+from protocol.prosody import analyze_utterance
 from .uplink import Uplink
 from .utterance import UtteranceRecorder
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from .audio import BYTES_PER_MS
+from protocol.audio import BYTES_PER_MS
 
 PRE_ROLL_MS = 500  # the VAD reports speech a little after it began
 MAX_UTTERANCE_MS = 30_000

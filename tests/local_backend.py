@@ -14,7 +14,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
 
-from relay.localmodel import serve_realtime
+from localmodel.server import serve_realtime
 
 from .speech import CHUNK_BYTES, chunks
 

@@ -14,7 +14,8 @@ import numpy as np
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from relay.audio import FRAME_S, MODEL_RATE_HZ, ModelResampler, pcm_frame
+from protocol.audio import FRAME_S, PCM_RATE_HZ
+from relay.audio import ModelResampler, pcm_frame
 from relay.peer import create_peer_connection
 
 
@@ -24,7 +25,7 @@ def samples(pcm: bytes) -> np.ndarray:
 
 def envelope(pcm: bytes, window_ms: int = 10) -> np.ndarray:
     x = samples(pcm)
-    n = MODEL_RATE_HZ * window_ms // 1000
+    n = PCM_RATE_HZ * window_ms // 1000
     x = x[: len(x) // n * n].reshape(-1, n)
     return np.sqrt((x**2).mean(axis=1))
 
@@ -45,7 +46,7 @@ class SpeechTrack(MediaStreamTrack):
 
     def __init__(self, pcm: bytes = b"", leading_silence_s: float = 0.5) -> None:
         super().__init__()
-        self._pcm = bytes(int(leading_silence_s * MODEL_RATE_HZ) * 2) + pcm
+        self._pcm = bytes(int(leading_silence_s * PCM_RATE_HZ) * 2) + pcm
         self._offset = 0
         self._pts = 0
         self._start: float | None = None
@@ -65,7 +66,7 @@ class SpeechTrack(MediaStreamTrack):
             self._start = loop.time()
         else:
             self._pts += 480
-            await asyncio.sleep(max(0.0, self._start + self._pts / MODEL_RATE_HZ - loop.time()))
+            await asyncio.sleep(max(0.0, self._start + self._pts / PCM_RATE_HZ - loop.time()))
         chunk = self._pcm[self._offset : self._offset + 960]
         self._offset += len(chunk)
         if len(chunk) < 960:

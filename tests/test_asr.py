@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from relay.localmodel.asr import (
+from localmodel.asr import (
     OP_FEED,
     OP_FINISH,
     REQUEST,
@@ -20,7 +20,7 @@ from relay.localmodel.asr import (
     SpeechRecognizer,
     _RequestQueue,
 )
-from relay.localmodel.recognizers import (
+from localmodel.recognizers import (
     RecognizerProcesses,
     RecognizerUnavailable,
     RemoteRecognizer,

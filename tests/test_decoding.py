@@ -25,7 +25,7 @@ from aiortc.rtcrtpreceiver import RemoteStreamTrack
 from aiortc.rtp import RtpPacket
 from av.frame import Frame
 
-from relay.audio import FRAME_BYTES
+from protocol.audio import FRAME_BYTES
 from relay.decoding import (
     CODECS_ATTRIBUTE,
     JITTER_BUFFER_ATTRIBUTE,

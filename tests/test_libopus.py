@@ -16,7 +16,7 @@ from aiortc.codecs.opus import OpusEncoder as AiortcOpusEncoder
 from av import AudioFrame
 
 from relay import libopus
-from relay.audio import FRAME_BYTES
+from protocol.audio import FRAME_BYTES
 
 from .speech import tone, white_noise
 

@@ -23,13 +23,14 @@ from datetime import datetime
 import numpy as np
 import pytest
 
-from relay.localmodel import UnknownModelError, preload_model
-from relay.localmodel.assistant import AssistantModel
-from relay.localmodel.models import MODEL_SPECS, ModelSpec
-from relay.localmodel.silero import SileroVoiceActivity, shared_silero_pool
-from relay.localmodel.speaker import CHUNK_MS
-from relay.localmodel.tts import EspeakSynthesizer
-from relay.prosody import TONE_EVENT_TYPE, analyze_utterance
+from localmodel.models import UnknownModelError, preload_model
+from localmodel.assistant import AssistantModel
+from localmodel.models import MODEL_SPECS, ModelSpec
+from localmodel.silero import SileroVoiceActivity, shared_silero_pool
+from localmodel.speaker import CHUNK_MS
+from localmodel.tts import EspeakSynthesizer
+from protocol.events import ServerEvent
+from protocol.prosody import analyze_utterance
 from tests.speech import BYTES_PER_MS, padded, piper_speech
 
 from .conftest import wait_until
@@ -141,7 +142,7 @@ async def test_assistant_answers_a_spoken_question(
             client,
             "response.done",
             "conversation.item.input_audio_transcription.completed",
-            TONE_EVENT_TYPE,
+            ServerEvent.TONE,
         )
 
     kinds = [event["type"] for event in events]
@@ -166,7 +167,7 @@ async def test_assistant_answers_a_spoken_question(
     assert completed["item_id"] == user_id and completed["content_index"] == 0
     words = set(completed["transcript"].split())
     assert set(question.split()) - {"two", "is"} <= words, completed["transcript"]
-    tone = one(events, TONE_EVENT_TYPE)
+    tone = one(events, ServerEvent.TONE)
     assert tone["item_id"] == user_id and tone["voiced_s"] > 0.3
     assert tone["loudness_dbfs"] > -30 and tone["pitch_median_hz"] > 60
 

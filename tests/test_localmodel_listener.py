@@ -14,9 +14,9 @@ from typing import TypeVar
 
 import pytest
 
-from relay.localmodel.asr import RecognizerModel, SpeechRecognizer
-from relay.localmodel.listener import MAX_SILENCE_MS, PAUSE_MS, UtteranceListener, _Utterance
-from relay.localmodel.models import (
+from localmodel.asr import RecognizerModel, SpeechRecognizer
+from localmodel.listener import MAX_SILENCE_MS, PAUSE_MS, UtteranceListener, _Utterance
+from localmodel.models import (
     InputEvent,
     InputTone,
     InputTranscriptDelta,

@@ -22,7 +22,8 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from relay.localmodel import LOCAL_MODELS, UnknownModelError, serve_realtime
+from localmodel.models import LOCAL_MODELS, UnknownModelError
+from localmodel.server import serve_realtime
 
 from .local_backend import (
     DELTA_TYPES,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from relay.localmodel.vad import (
+from localmodel.vad import (
     EnergyVoiceActivity,
     SpeechStarted,
     SpeechStopped,

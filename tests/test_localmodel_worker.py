@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from relay.localmodel.worker import iterate_in_thread
+from localmodel.worker import iterate_in_thread
 
 pytestmark = pytest.mark.unit
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from av import CodecContext, Packet
 
-from relay.audio import FRAME_BYTES, MODEL_RATE_HZ
+from protocol.audio import FRAME_BYTES, PCM_RATE_HZ
 from relay.opus import DIGITAL_SILENCE_BYTES, PlayoutEncoder
 
 from .speech import tone
@@ -47,13 +47,13 @@ def test_one_packet_per_frame_stamped_with_the_frame_pts() -> None:
     packets = [encoder.encode(f, 480 * i) for i, f in enumerate(frames(tone(200)))]
     assert len(packets) == 10
     assert [p.pts for p in packets] == [480 * i for i in range(10)]
-    assert all(p.time_base == Fraction(1, MODEL_RATE_HZ) for p in packets)
+    assert all(p.time_base == Fraction(1, PCM_RATE_HZ) for p in packets)
     assert all(0 < p.size <= 200 for p in packets)  # ~40 kbps: ~100 bytes per 20 ms
 
 
 def chirp_pcm(seconds: float) -> bytes:
     """A 200 → 3000 Hz sweep: unlike a tone, it matches itself at one lag only."""
-    t = np.arange(int(seconds * MODEL_RATE_HZ)) / MODEL_RATE_HZ
+    t = np.arange(int(seconds * PCM_RATE_HZ)) / PCM_RATE_HZ
     phase = 2 * np.pi * (200 * t + (3000 - 200) / (2 * seconds) * t**2)
     return (0.3 * 32767 * np.sin(phase)).astype(np.int16).tobytes()
 

@@ -8,7 +8,7 @@ from fractions import Fraction
 import pytest
 from aiortc.mediastreams import MediaStreamError
 
-from relay.audio import FRAME_BYTES, MODEL_RATE_HZ
+from protocol.audio import FRAME_BYTES, PCM_RATE_HZ
 from relay.playout import PlayoutTrack
 
 from .speech import tone
@@ -29,7 +29,7 @@ async def test_playout_paces_frames_at_20_ms() -> None:
     packets = [await track.recv() for _ in range(10)]
     elapsed = loop.time() - start
     assert [p.pts for p in packets] == [480 * i for i in range(1, 11)]
-    assert all(p.time_base == Fraction(1, MODEL_RATE_HZ) for p in packets)
+    assert all(p.time_base == Fraction(1, PCM_RATE_HZ) for p in packets)
     assert 0.18 <= elapsed <= 0.4
 
 

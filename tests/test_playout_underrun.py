@@ -13,7 +13,7 @@ import asyncio
 
 import pytest
 
-from relay.audio import FRAME_BYTES
+from protocol.audio import FRAME_BYTES
 from relay.playout import PlayoutTrack
 
 from .speech import tone

@@ -9,7 +9,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from relay.prosody import TONE_EVENT_TYPE, ToneFeatures, analyze_utterance
+from protocol.events import ServerEvent
+from protocol.prosody import ToneFeatures, analyze_utterance
 from tests.speech import RATE_HZ, scaled, silence, white_noise
 
 pytestmark = pytest.mark.unit
@@ -88,7 +89,7 @@ def test_prosody_noise_and_silence_have_no_pitch() -> None:
 
 def test_prosody_event_is_json() -> None:
     event = analyze_utterance(syllable_train(4.0)).to_event()
-    assert event["type"] == TONE_EVENT_TYPE
+    assert event["type"] == ServerEvent.TONE
     decoded = json.loads(json.dumps(event))
     assert decoded["pitch_median_hz"] == pytest.approx(150, rel=0.02)
     assert set(decoded) == {

@@ -13,9 +13,9 @@ from datetime import datetime
 
 import pytest
 
-from relay.localmodel import preload_model
-from relay.localmodel.assistant import AssistantModel
-from relay.localmodel.models import MODEL_SPECS
+from localmodel.models import preload_model
+from localmodel.assistant import AssistantModel
+from localmodel.models import MODEL_SPECS
 from tests.speech import piper_speech
 
 from .conftest import live_app, wait_until

@@ -7,9 +7,9 @@ from datetime import datetime
 
 import pytest
 
-from relay.localmodel.numbers import number_words
-from relay.localmodel.replies import Persona, ReplyEngine
-from relay.prosody import ToneFeatures
+from localmodel.numbers import number_words
+from localmodel.replies import Persona, ReplyEngine
+from protocol.prosody import ToneFeatures
 
 pytestmark = pytest.mark.unit
 

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from relay.localmodel.silero import (
+from localmodel.silero import (
     WINDOW_BYTES,
     SileroPool,
     SileroVoiceActivity,
     ThreeTwoResampler,
 )
-from relay.localmodel.vad import VoiceActivity
+from localmodel.vad import VoiceActivity
 from tests.speech import espeak_speech, padded, piper_speech, silence, white_noise
 
 pytestmark = pytest.mark.unit

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from relay.localmodel import tts
-from relay.localmodel.tts import (
+from localmodel import tts
+from localmodel.tts import (
     EspeakSynthesizer,
     PiperSynthesizer,
     SynthesizerUnavailable,
@@ -18,7 +18,7 @@ from relay.localmodel.tts import (
     select_synthesizer,
     split_sentences,
 )
-from relay.prosody import analyze_utterance
+from protocol.prosody import analyze_utterance
 
 pytestmark = pytest.mark.unit
 

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from relay import SessionRegistry, use_host_addresses
-from relay.localmodel import preload_model
+from localmodel.models import preload_model
 
 from .backend import backend_config, session_options
 from .errors import install_error_handlers

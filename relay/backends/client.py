@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
-from ..audio import BYTES_PER_MS
+from protocol.audio import BYTES_PER_MS
 from ..errors import BackendError
 from .dialect import BackendConfig, Dialect, Event
 

@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, WebSocket
 
-from relay.localmodel import LOCAL_MODELS, serve_realtime
+from localmodel.models import DEFAULT_MODEL, LOCAL_MODELS
+from localmodel.server import serve_realtime
 
 router = APIRouter(tags=["realtime"])
 
@@ -28,7 +29,7 @@ class WebSocketChannel:
 
 
 @router.websocket("/v1/realtime")
-async def realtime(websocket: WebSocket, model: str = LOCAL_MODELS[0]) -> None:
+async def realtime(websocket: WebSocket, model: str = DEFAULT_MODEL) -> None:
     if model not in LOCAL_MODELS:
         # Closing before accept refuses the upgrade (HTTP 403), as a cloud API refuses a bad model.
         await websocket.close(POLICY_VIOLATION, f"unknown model {model!r}")

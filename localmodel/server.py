@@ -7,7 +7,7 @@ import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 
-from relay.audio import BYTES_PER_MS
+from protocol.audio import BYTES_PER_MS
 
 from .channel import MessageChannel
 from .config import SessionConfig, TurnDetection, apply_update, is_ga_session

@@ -6,7 +6,7 @@ import dataclasses
 import math
 from typing import Any
 
-from relay.audio import MODEL_RATE_HZ
+from protocol.audio import PCM_RATE_HZ
 
 from .protocol import ClientEventError, Dialect, JsonObject
 
@@ -86,7 +86,7 @@ class SessionConfig:
         return None if self.turn_detection is None else self.turn_detection.to_json()
 
     def _to_ga(self) -> JsonObject:
-        pcm = {"type": "audio/pcm", "rate": MODEL_RATE_HZ}
+        pcm = {"type": "audio/pcm", "rate": PCM_RATE_HZ}
         return {
             "type": "realtime",
             "object": "realtime.session",
@@ -227,11 +227,11 @@ def _check_ga_format(fmt: object, param: str) -> None:
     if not isinstance(fmt, dict) or fmt.get("type") != "audio/pcm":
         kind = fmt.get("type") if isinstance(fmt, dict) else fmt
         raise _unsupported_format(f"{param}.type", kind)
-    rate = fmt.get("rate", MODEL_RATE_HZ)
-    if rate != MODEL_RATE_HZ:
+    rate = fmt.get("rate", PCM_RATE_HZ)
+    if rate != PCM_RATE_HZ:
         raise ClientEventError(
             "invalid_value",
-            f"Unsupported sample rate {rate!r}: the local backend takes {MODEL_RATE_HZ} Hz only.",
+            f"Unsupported sample rate {rate!r}: the local backend takes {PCM_RATE_HZ} Hz only.",
             param=f"{param}.rate",
         )
 
@@ -240,7 +240,7 @@ def _unsupported_format(param: str, value: object) -> ClientEventError:
     return ClientEventError(
         "invalid_value",
         f"Unsupported audio format {value!r}: the local backend takes pcm16 "
-        f"(audio/pcm, {MODEL_RATE_HZ} Hz, mono) only.",
+        f"(audio/pcm, {PCM_RATE_HZ} Hz, mono) only.",
         param=param,
     )
 

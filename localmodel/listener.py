@@ -21,8 +21,8 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Protocol
 
-from relay.audio import BYTES_PER_MS
-from relay.prosody import ToneFeatures, analyze_utterance
+from protocol.audio import BYTES_PER_MS
+from protocol.prosody import ToneFeatures, analyze_utterance
 
 from .models import (
     InputEvent,

@@ -379,3 +379,7 @@ def _apply(recognizer: SpeechRecognizer, op: int, payload: bytes) -> str:
 def _read_exactly(stream: BinaryIO, size: int) -> bytes | None:
     data = stream.read(size)
     return data if len(data) == size else None
+
+
+if __name__ == "__main__":
+    serve_stdio()

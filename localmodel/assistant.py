@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
-from relay.prosody import analyze_utterance
+from protocol.prosody import analyze_utterance
 
 from .listener import Recognizer, Understanding, UtteranceListener
 from .models import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 
-from relay.audio import BYTES_PER_MS
+from protocol.audio import BYTES_PER_MS
 
 from .models import HistoryEntry, ModelRequest, UserTurn
 from .protocol import ClientEventError, Dialect, JsonObject, decode_audio, event_name

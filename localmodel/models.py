@@ -17,8 +17,8 @@ import importlib.util
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Protocol, runtime_checkable
 
-from relay.audio import BYTES_PER_MS
-from relay.prosody import ToneFeatures
+from protocol.audio import BYTES_PER_MS
+from protocol.prosody import ToneFeatures
 
 from .config import TurnDetection
 from .vad import EnergyVoiceActivity, VoiceActivity
@@ -246,6 +246,8 @@ MODEL_SPECS: Mapping[str, ModelSpec] = {
     )
     if spec.name != "assistant" or _installed(*_ASSISTANT_PACKAGES)
 }
+LOCAL_MODELS: tuple[str, ...] = tuple(MODEL_SPECS)
+DEFAULT_MODEL = "assistant"  # what /v1/realtime serves when the client names no model
 
 
 def preload_model(model: str) -> None:

@@ -3,8 +3,8 @@
 Each child serves many sessions' streams (one `SpeechRecognizer` each, so a speaker's cepstral
 mean survives between turns), with a decoder loaded per stream when it opens, and serves a
 stream whose utterance has ended before the others. A stream stays on the child it was opened
-on; new streams go to the child with the fewest. Children load `asr.py` on its own, without
-the relay package (aiortc and the web stack would cost 0.9 s and 60 MB each).
+on; new streams go to the child with the fewest. Children run `python -m localmodel.asr`, which
+loads pocketsphinx and PyAV only (`localmodel` imports nothing at package level).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import subprocess
 import sys
 import threading
 from concurrent.futures import Future, TimeoutError
-from pathlib import Path
 from typing import IO
 
 from .asr import (
@@ -41,15 +40,7 @@ REPLY_TIMEOUT_S = 10.0
 LOAD_TIMEOUT_S = 60.0
 DEFAULT_PROCESSES = max(1, min(4, os.cpu_count() or 1))
 
-_ASR_PATH = Path(__file__).with_name("asr.py")
-_BOOTSTRAP = (
-    "import importlib.util, sys\n"
-    "spec = importlib.util.spec_from_file_location('voice_relay_asr', sys.argv[1])\n"
-    "module = importlib.util.module_from_spec(spec)\n"
-    "sys.modules[spec.name] = module\n"
-    "spec.loader.exec_module(module)\n"
-    "module.serve_stdio()\n"
-)
+CHILD_MODULE = "localmodel.asr"  # `python -m localmodel.asr` serves stdio
 
 
 class RecognizerUnavailable(RuntimeError):
@@ -62,7 +53,7 @@ class RecognizerProcess:
     def __init__(self, name: str) -> None:
         self.name = name
         self._process = subprocess.Popen(
-            [sys.executable, "-c", _BOOTSTRAP, str(_ASR_PATH)],
+            [sys.executable, "-m", CHILD_MODULE],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             close_fds=True,

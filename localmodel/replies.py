@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from relay.prosody import ToneFeatures
+from protocol.prosody import ToneFeatures
 
 from .numbers import (
     OPERATOR_WORDS,

@@ -14,10 +14,10 @@ logger = logging.getLogger(__name__)
 
 WINDOW_MS = 32
 INPUT_RATE_HZ = 24_000
-MODEL_RATE_HZ = 16_000
+RECOGNIZER_RATE_HZ = 16_000
 WINDOW_SAMPLES = INPUT_RATE_HZ * WINDOW_MS // 1000  # 768
 WINDOW_BYTES = WINDOW_SAMPLES * 2
-MODEL_WINDOW_SAMPLES = MODEL_RATE_HZ * WINDOW_MS // 1000  # 512, what Silero requires
+MODEL_WINDOW_SAMPLES = RECOGNIZER_RATE_HZ * WINDOW_MS // 1000  # 512, what Silero requires
 
 
 def _polyphase_taps(taps_per_phase: int) -> tuple[npt.NDArray[np.float32], ...]:
@@ -71,7 +71,7 @@ class SileroPool:
         with self._lock:
             if self._idle:
                 return self._idle.pop()
-        vad = SileroVAD(MODEL_RATE_HZ)
+        vad = SileroVAD(RECOGNIZER_RATE_HZ)
         if vad.window_size_samples != MODEL_WINDOW_SAMPLES:
             raise RuntimeError(f"unexpected Silero window {vad.window_size_samples}")
         return vad

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-from relay.audio import BYTES_PER_MS
+from protocol.audio import BYTES_PER_MS
 
 from .tts import (
     EspeakSynthesizer,

@@ -82,7 +82,7 @@ class ListenerFeed:
                     if part.type == "input_audio":
                         part.transcript = event.transcript
         elif isinstance(event, InputTone):
-            tone = event.features.to_event()  # relay.prosody.TONE_EVENT_TYPE and the features
+            tone = event.features.to_event()  # ServerEvent.TONE and the features
             name = str(tone.pop("type"))
             fields.update(tone)
         else:

@@ -8,13 +8,14 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import numpy.typing as npt
 
-RATE_HZ = 24_000
-TONE_EVENT_TYPE = "relay.input_audio.tone"
+from .audio import PCM_RATE_HZ
+from .events import ServerEvent
+
 
 # Pitch is tracked on a 3x decimated copy: speech F0 and the first formants fit below 4 kHz,
 # and the YIN work per frame shrinks ninefold.
 _DECIMATE = 3
-_PITCH_RATE_HZ = RATE_HZ // _DECIMATE
+_PITCH_RATE_HZ = PCM_RATE_HZ // _DECIMATE
 _HOP = _PITCH_RATE_HZ // 100  # 10 ms
 _HOP_S = _HOP / _PITCH_RATE_HZ
 _MIN_F0_HZ = 60.0
@@ -45,7 +46,7 @@ def _lowpass_taps(cutoff: float, taps: int) -> _FloatArray:
     return np.asarray(h / h.sum(), dtype=np.float64)
 
 
-_DECIMATION_TAPS = _lowpass_taps(3_600 / RATE_HZ, 31)
+_DECIMATION_TAPS = _lowpass_taps(3_600 / PCM_RATE_HZ, 31)
 
 
 @dataclass(frozen=True)
@@ -65,14 +66,14 @@ class ToneFeatures:
             key: round(value, 2) if isinstance(value, float) else value
             for key, value in asdict(self).items()
         }
-        return {"type": TONE_EVENT_TYPE, **fields}
+        return {"type": ServerEvent.TONE.value, **fields}
 
 
 def analyze_utterance(pcm24k: bytes) -> ToneFeatures:
     """Measure the tone features of pcm16 24 kHz mono audio."""
     samples = np.frombuffer(pcm24k[: len(pcm24k) // 2 * 2], dtype="<i2").astype(np.float64)
     samples /= 32768.0
-    duration_s = samples.size / RATE_HZ
+    duration_s = samples.size / PCM_RATE_HZ
     if samples.size < _WINDOW * _DECIMATE:
         return ToneFeatures(
             duration_s, 0.0, None, None, _dbfs_scalar(_mean_square(samples)), 0.0, 0
@@ -220,4 +221,4 @@ def _dbfs_scalar(mean_square: float) -> float:
     return float(10 * math.log10(max(mean_square, 10 ** (_SILENCE_DBFS / 10))))
 
 
-__all__ = ["TONE_EVENT_TYPE", "ToneFeatures", "analyze_utterance"]
+__all__ = ["ToneFeatures", "analyze_utterance"]

@@ -8,7 +8,7 @@ from typing import Protocol
 
 import numpy as np
 
-from relay.audio import BYTES_PER_MS
+from protocol.audio import BYTES_PER_MS
 
 # Like Silero's get_speech_timestamps: speech continues until the score drops this far below the
 # start threshold, so a voice hovering around the threshold does not flap.
