@@ -17,8 +17,8 @@ from typing import Any
 from aiortc.jitterbuffer import JitterBuffer
 from av import AudioFrame, AudioResampler
 
-from relay import decoding, session
 from protocol.audio import FRAME_BYTES, PCM_RATE_HZ, SAMPLE_BYTES
+from relay import decoding, session
 from relay.audio import pcm_frame
 from relay.playout import PlayoutTrack
 from web import cli

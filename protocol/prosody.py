@@ -11,7 +11,6 @@ import numpy.typing as npt
 from .audio import PCM_RATE_HZ
 from .events import ServerEvent
 
-
 # Pitch is tracked on a 3x decimated copy: speech F0 and the first formants fit below 4 kHz,
 # and the YIN work per frame shrinks ninefold.
 _DECIMATE = 3

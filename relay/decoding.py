@@ -24,8 +24,9 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 from av.frame import Frame
 
-from . import libopus
 from protocol.audio import FRAME_SAMPLES
+
+from . import libopus
 from .audio import pcm_frame
 from .reorder import ReorderBuffer
 

@@ -16,8 +16,9 @@ from typing import Any
 
 from av import Packet
 
-from . import libopus
 from protocol.audio import FRAME_BYTES
+
+from . import libopus
 from .audio import PCM_TIME_BASE
 
 BIT_RATE = 40_000  # mono CELT at 40 kbps carries a 24 kHz voice transparently

@@ -13,6 +13,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import Packet
 
 from protocol.audio import BYTES_PER_MS, FRAME_BYTES, FRAME_S, FRAME_SAMPLES
+
 from .opus import PlayoutEncoder
 
 logger = logging.getLogger(__name__)

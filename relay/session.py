@@ -16,6 +16,8 @@ from typing import Any
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
+from protocol.prosody import analyze_utterance
+
 from . import events
 from .backends import BackendConfig, RealtimeClient, dialect_for
 from .backends.client import error_message
@@ -26,7 +28,6 @@ from .events import PageEvent, State
 from .peer import IceServerConfig, add_opus_audio, create_peer_connection
 from .playout import PlayoutTrack
 from .policy import Interrupt, TextMessage, parse_client_event
-from protocol.prosody import analyze_utterance
 from .uplink import Uplink
 from .utterance import UtteranceRecorder
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from protocol.audio import pcm_ms
+
 from .audio import ModelResampler
 
 TIMELINE_ENTRIES = 1_000  # ~20 s of 20 ms frames: enough to place the end of a user turn

@@ -15,8 +15,8 @@ import pytest
 from aiortc.codecs.opus import OpusEncoder as AiortcOpusEncoder
 from av import AudioFrame
 
-from relay import libopus
 from protocol.audio import FRAME_BYTES
+from relay import libopus
 
 from .speech import tone, white_noise
 

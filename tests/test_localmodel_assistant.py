@@ -23,9 +23,8 @@ from datetime import datetime
 import numpy as np
 import pytest
 
-from localmodel.models import UnknownModelError, preload_model
 from localmodel.assistant import AssistantModel
-from localmodel.models import MODEL_SPECS, ModelSpec
+from localmodel.models import MODEL_SPECS, ModelSpec, UnknownModelError, preload_model
 from localmodel.silero import SileroVoiceActivity, shared_silero_pool
 from localmodel.speaker import CHUNK_MS
 from localmodel.tts import EspeakSynthesizer

@@ -13,9 +13,8 @@ from datetime import datetime
 
 import pytest
 
-from localmodel.models import preload_model
 from localmodel.assistant import AssistantModel
-from localmodel.models import MODEL_SPECS
+from localmodel.models import MODEL_SPECS, preload_model
 from tests.speech import piper_speech
 
 from .conftest import live_app, wait_until

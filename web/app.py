@@ -10,8 +10,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from relay import SessionRegistry, use_host_addresses
 from localmodel.models import preload_model
+from relay import SessionRegistry, use_host_addresses
 
 from .backend import backend_config, session_options
 from .errors import install_error_handlers

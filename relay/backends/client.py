@@ -13,6 +13,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from protocol.audio import BYTES_PER_MS
+
 from ..errors import BackendError
 from .dialect import BackendConfig, Dialect, Event
 
