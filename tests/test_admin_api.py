@@ -65,7 +65,7 @@ async def test_admin_api_manages_links() -> None:
             "/api/admin/links/shop-helper/tokens", json={"ttl_s": 60}, headers=ADMIN
         )
         assert token.status_code == 201
-        assert "?token=v1." in token.json()["share"]["share_url"]
+        assert "?token=v2.60." in token.json()["share"]["share_url"]
         revoked = await http.delete("/api/admin/links/shop-helper", headers=ADMIN)
         assert revoked.json()["link"]["revoked_at"] is not None
         missing = await http.get("/api/admin/links/nothing", headers=ADMIN)

@@ -38,8 +38,8 @@ def test_links_cli_create_list_show_update_revoke(
         "--private",
     )
     assert code == 0
-    assert "https://talk.example.org/d/promo?token=v1." in out
-    assert 'data-link="promo" data-token="v1.' in out
+    assert "https://talk.example.org/d/promo?token=v2." in out
+    assert 'data-link="promo" data-token="v2.' in out
     code, out, _ = run(capsys, "list")
     assert code == 0 and "promo" in out and "private" in out
     assert "concierge" in out  # the built-in links are there on a fresh install
@@ -56,3 +56,12 @@ def test_links_cli_create_list_show_update_revoke(
     assert code == 1 and "already exists" in err
     code, _, err = run(capsys, "create", "Bad Slug", "--title", "x")
     assert code == 1 and "slug" in err
+
+
+def test_links_cli_refuses_a_token_lifetime_it_cannot_sign(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["links", "show", "concierge", "--token-ttl", "0s"])
+    assert exited.value.code == 2
+    assert "a token lives from 1s" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -76,10 +77,16 @@ async def test_private_link_token_is_checked(live_server: LiveServer) -> None:
     token = signer.issue("secret", ttl_s=600)
     forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
     other = LinkSigner(b"x" * 32).issue("secret", ttl_s=600)
-    expired = signer.issue("secret", ttl_s=-1)
+    expired = signer.issue("secret", ttl_s=60, now=time.time() - 120)
     async with live_server.http() as http:
         assert (await http.get(f"/d/secret?token={token}")).status_code == 200
-        for bad, words in [(forged, "not valid"), (other, "not valid"), (expired, "expired")]:
+        malformed = "v2.\u0661\u0662.x.y"  # digits, but not ASCII ones
+        for bad, words in [
+            (forged, "not valid"),
+            (other, "not valid"),
+            (expired, "expired"),
+            (malformed, "malformed"),
+        ]:
             response = await http.get(f"/embed/secret?token={bad}")
             assert response.status_code == 403 and words in response.text
         client, body = await offer_json(link="secret", token=forged)
@@ -192,4 +199,7 @@ async def test_link_persona_is_locked_against_the_data_channel() -> None:
     assert "Hi!" in greeting["response"]["instructions"]
     assert len(backend.of_type("session.update")) == 1
     assert len(backend.of_type("response.create")) == 1
-    assert all("not allowed" in e["message"] for e in client.events_of("error"))
+    assert all(
+        e["code"] == "invalid_client_event" and "not allowed" in e["detail"]
+        for e in client.events_of("error")
+    )

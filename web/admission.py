@@ -47,7 +47,7 @@ async def admit(
         raise ApiError(503, "backend_not_configured", f"this server has no key for {backend}")
     client_ip = request.client.host if request.client else "unknown"
     try:
-        lease = limiter.acquire(link, client_ip)
+        lease = await limiter.acquire(link, client_ip)
     except RateLimited as exc:
         raise ApiError(
             429, "rate_limited", str(exc), {"Retry-After": str(exc.retry_after_s)}

@@ -9,10 +9,18 @@ from fastapi.templating import Jinja2Templates
 
 from .settings import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
-STATIC_DIR = ROOT / "static"
-TEMPLATES_DIR = ROOT / "templates"
+PACKAGE_DIR = Path(__file__).resolve().parent
 ICE_GATHER_TIMEOUT_MS = 2000
+
+
+def asset_dir(name: str) -> Path:
+    """`static` or `templates`: inside the package in a wheel, beside it in a checkout."""
+    packaged = PACKAGE_DIR / name
+    return packaged if packaged.is_dir() else PACKAGE_DIR.parent / name
+
+
+STATIC_DIR = asset_dir("static")
+TEMPLATES_DIR = asset_dir("templates")
 
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 

@@ -17,7 +17,7 @@ from .model import DemoLink, LinkCreate, LinkUpdate
 from .personas import seed_built_in_links
 from .sharing import share
 from .store import LINKS_FILE, LinkExists, LinkNotFound, SqliteLinkStore
-from .tokens import signer_for
+from .tokens import MAX_TTL_S, signer_for
 
 DURATION = re.compile(r"^(\d+)([smhdw])$")
 UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -28,6 +28,13 @@ def duration_s(text: str) -> float:
     if not match:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 30m, 12h or 7d")
     return int(match.group(1)) * UNIT_S[match.group(2)]
+
+
+def token_ttl_s(text: str) -> float:
+    ttl = duration_s(text)
+    if not 1 <= ttl <= MAX_TTL_S:
+        raise argparse.ArgumentTypeError(f"a token lives from 1s to {MAX_TTL_S}s, not {text!r}")
+    return ttl
 
 
 def add_commands(commands: Any) -> None:
@@ -53,7 +60,7 @@ def add_commands(commands: Any) -> None:
     actions.add_parser("list", help="list demo links")
     show = actions.add_parser("show", help="show a link, its share URL and embed snippet")
     show.add_argument("slug")
-    show.add_argument("--token-ttl", type=duration_s, default=7 * 86400, help="for private links")
+    show.add_argument("--token-ttl", type=token_ttl_s, default=7 * 86400, help="for private links")
     revoke = actions.add_parser("revoke", help="revoke a link (visitors get 410)")
     revoke.add_argument("slug")
     for action in actions.choices.values():

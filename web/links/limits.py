@@ -1,19 +1,27 @@
-"""Per-link concurrency and hourly quotas, and a per-IP session rate limit."""
+"""Per-link concurrency and hourly quotas, and a per-IP session rate limit.
+
+The per-IP rate and the hourly quota are moving windows kept in a `limits` storage: in memory by
+default, so each relay process counts its own share; a shared storage (its Redis one) would make
+several processes count together. Concurrency is counted here, in the process that runs the
+sessions.
+"""
 
 from __future__ import annotations
 
 import math
 import time
-from collections import defaultdict, deque
-from collections.abc import Callable
 from dataclasses import dataclass
+
+from limits.aio.storage import MemoryStorage, MovingWindowSupport
 
 from .model import DemoLink
 
-HOUR_S = 3600.0
-MINUTE_S = 60.0
+HOUR_S = 3600
+MINUTE_S = 60
 CONCURRENCY_RETRY_S = 30
-MAX_TRACKED_IPS = 10_000
+KEY_PREFIX = "voice-relay"
+# Refunds are entries too; a window never holds more than this many of them.
+MAX_REFUNDS = 1_000_000
 
 
 class RateLimited(Exception):
@@ -24,14 +32,46 @@ class RateLimited(Exception):
         self.retry_after_s = max(1, math.ceil(retry_after_s))
 
 
-@dataclass
+class MovingWindow:
+    """One moving-window limit (hits per `span_s`) in a `limits` storage, keyed by a name.
+
+    A storage cannot take an entry back out, so giving a hit back adds an entry to a second
+    window, and each entry there lets one more hit in for as long as the given-back one counts.
+    Keys do not carry the limit, so a link whose quota is edited keeps its count.
+    """
+
+    def __init__(self, storage: MovingWindowSupport, kind: str, span_s: int) -> None:
+        self._storage = storage
+        self._kind = kind
+        self._span_s = span_s
+
+    def _key(self, name: str) -> str:
+        return f"{KEY_PREFIX}/{self._kind}/{name}"
+
+    async def take(self, name: str, limit: int) -> float | None:
+        """Counts a hit if fewer than `limit` are in the window; else the seconds until one
+        leaves it."""
+        _, refunds = await self._storage.get_moving_window(
+            self._key(name) + "/refunds", MAX_REFUNDS, self._span_s
+        )
+        limit += refunds
+        key = self._key(name)
+        if await self._storage.acquire_entry(key, limit, self._span_s):
+            return None
+        oldest, _ = await self._storage.get_moving_window(key, limit, self._span_s)
+        return oldest + self._span_s - time.time()
+
+    async def give_back(self, name: str) -> None:
+        await self._storage.acquire_entry(self._key(name) + "/refunds", MAX_REFUNDS, self._span_s)
+
+
+@dataclass(eq=False)
 class Lease:
     """One admitted session; `release()` when it ends (idempotent)."""
 
     limiter: SessionLimiter
     slug: str | None
     ip: str
-    admitted_at: float
     released: bool = False
     refunded: bool = False
 
@@ -40,72 +80,70 @@ class Lease:
             self.released = True
             self.limiter._release(self.slug)
 
-    def refund(self) -> None:
+    async def refund(self) -> None:
         """The session never started through no fault of the caller (the server was full):
         release it and take it off the per-IP rate and the link's hourly quota."""
         self.release()
         if not self.refunded:
             self.refunded = True
-            self.limiter._uncount(self.slug, self.ip, self.admitted_at)
+            await self.limiter._refund(self.slug, self.ip)
 
 
 class SessionLimiter:
-    """In-process counters; one relay process enforces its own share of the limits."""
+    """Admits sessions within the per-IP rate and each link's concurrency and hourly quota."""
 
-    def __init__(self, per_ip_per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, per_ip_per_minute: int, storage: MovingWindowSupport | None = None) -> None:
+        storage = storage if storage is not None else MemoryStorage()
         self.per_ip_per_minute = per_ip_per_minute
-        self._clock = clock
-        self._active: dict[str, int] = defaultdict(int)
-        self._hourly: dict[str, deque[float]] = defaultdict(deque)
-        self._per_ip: dict[str, deque[float]] = {}
+        self._per_ip = MovingWindow(storage, "ip", MINUTE_S)
+        self._hourly = MovingWindow(storage, "link", HOUR_S)
+        self._active: dict[str, int] = {}
 
     def active(self, slug: str) -> int:
         return self._active.get(slug, 0)
 
-    def acquire(self, link: DemoLink | None, ip: str) -> Lease:
-        now = self._clock()
-        recent = self._window(self._per_ip.setdefault(ip, deque()), now, MINUTE_S)
-        if len(recent) >= self.per_ip_per_minute:
+    async def acquire(self, link: DemoLink | None, ip: str) -> Lease:
+        wait_s = await self._per_ip.take(ip, self.per_ip_per_minute)
+        if wait_s is not None:
             raise RateLimited(
-                "Too many conversations started from your address; please wait a minute.",
-                recent[0] + MINUTE_S - now,
+                "Too many conversations started from your address; please wait a minute.", wait_s
             )
-        if link is not None:
-            limits = link.limits
-            if self._active[link.slug] >= limits.max_concurrent:
-                raise RateLimited(
-                    "This demo is busy: all its conversations are in use. Try again shortly.",
-                    CONCURRENCY_RETRY_S,
-                )
-            hourly = self._window(self._hourly[link.slug], now, HOUR_S)
-            if len(hourly) >= limits.sessions_per_hour:
-                raise RateLimited(
-                    "This demo has reached its conversations for this hour. Try again later.",
-                    hourly[0] + HOUR_S - now,
-                )
-            hourly.append(now)
-            self._active[link.slug] += 1
-        recent.append(now)
-        self._prune_ips(now)
-        return Lease(self, link.slug if link is not None else None, ip, now)
+        if link is None:
+            return Lease(self, None, ip)
+        try:
+            await self._take_link(link)
+        except RateLimited:
+            await self._per_ip.give_back(ip)  # refused for the link's sake, not the address's
+            raise
+        return Lease(self, link.slug, ip)
+
+    async def _take_link(self, link: DemoLink) -> None:
+        slug, limits = link.slug, link.limits
+        if self.active(slug) >= limits.max_concurrent:
+            raise RateLimited(
+                "This demo is busy: all its conversations are in use. Try again shortly.",
+                CONCURRENCY_RETRY_S,
+            )
+        self._active[slug] = self.active(slug) + 1  # held across the await below
+        try:
+            wait_s = await self._hourly.take(slug, limits.sessions_per_hour)
+        except BaseException:
+            self._release(slug)
+            raise
+        if wait_s is not None:
+            self._release(slug)
+            raise RateLimited(
+                "This demo has reached its conversations for this hour. Try again later.", wait_s
+            )
 
     def _release(self, slug: str | None) -> None:
-        if slug is not None and self._active.get(slug, 0) > 0:
-            self._active[slug] -= 1
-
-    def _uncount(self, slug: str | None, ip: str, at: float) -> None:
-        for times in (self._per_ip.get(ip), self._hourly.get(slug) if slug else None):
-            if times is not None and at in times:
-                times.remove(at)
-
-    @staticmethod
-    def _window(times: deque[float], now: float, span: float) -> deque[float]:
-        while times and times[0] <= now - span:
-            times.popleft()
-        return times
-
-    def _prune_ips(self, now: float) -> None:
-        if len(self._per_ip) <= MAX_TRACKED_IPS:
+        if slug is None or slug not in self._active:
             return
-        for ip in [ip for ip, t in self._per_ip.items() if not self._window(t, now, MINUTE_S)]:
-            del self._per_ip[ip]
+        self._active[slug] -= 1
+        if self._active[slug] <= 0:
+            del self._active[slug]
+
+    async def _refund(self, slug: str | None, ip: str) -> None:
+        await self._per_ip.give_back(ip)
+        if slug is not None:
+            await self._hourly.give_back(slug)

@@ -86,11 +86,11 @@ async def create_session(
             offer,
             backend_config(settings, link),
             max_sessions=settings.resolved_max_sessions,
-            options=session_options(settings, link),
+            options=session_options(settings, link, registry.options.media),
             on_closed=lambda _: lease.release(),
         )
     except AtCapacity:
-        lease.refund()  # a full server does not use up the caller's rate or the link's quota
+        await lease.refund()  # a full server does not use up the caller's rate or the link's quota
         raise
     except BaseException:
         lease.release()
