@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 
 from protocol.audio import BYTES_PER_MS
+from protocol.events import Event, Naming, spelled
 
+from .client_events import ClientEventError, decode_audio
 from .models import HistoryEntry, ModelRequest, UserTurn
-from .protocol import ClientEventError, Dialect, JsonObject, decode_audio, event_name
 
 MAX_ITEMS = 500
 # User audio kept for models that look back; older items keep their metadata only.
@@ -29,8 +29,8 @@ class ContentPart:
     def audio_ms(self) -> int:
         return self.audio_bytes // BYTES_PER_MS
 
-    def to_json(self, dialect: Dialect) -> JsonObject:
-        kind = event_name(dialect, self.type) or self.type
+    def to_json(self, naming: Naming) -> Event:
+        kind = spelled(naming, self.type) or self.type
         if self.type in ("input_text", "text"):
             return {"type": kind, "text": self.text or ""}
         return {"type": kind, "transcript": self.transcript}
@@ -58,15 +58,15 @@ class ConversationItem:
     def audio(self) -> bytes:
         return b"".join(part.audio for part in self.content)
 
-    def to_json(self, dialect: Dialect) -> JsonObject:
-        item: JsonObject = {"id": self.id, "object": "realtime.item", "type": self.type}
+    def to_json(self, naming: Naming) -> Event:
+        item: Event = {"id": self.id, "object": "realtime.item", "type": self.type}
         if self.type == "function_call_output":
             item.update(call_id=self.call_id, output=self.output)
             return item
         item.update(
             status=self.status,
             role=self.role,
-            content=[part.to_json(dialect) for part in self.content],
+            content=[part.to_json(naming) for part in self.content],
         )
         return item
 
@@ -77,15 +77,13 @@ class Conversation:
     def __init__(self) -> None:
         self._items: list[ConversationItem] = []
 
-    def __iter__(self) -> Iterator[ConversationItem]:
-        return iter(self._items)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
     @property
-    def last_id(self) -> str | None:
-        return self._items[-1].id if self._items else None
+    def has_assistant_audio(self) -> bool:
+        """Whether the model has spoken yet (a session's voice is fixed from then on)."""
+        return any(
+            item.role == "assistant" and any(part.audio_bytes for part in item.content)
+            for item in self._items
+        )
 
     def get(self, item_id: object) -> ConversationItem:
         for item in self._items:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from protocol.events import Event, ServerEvent
+
 from .conversation import Conversation
 from .models import (
     InputEvent,
@@ -13,7 +15,6 @@ from .models import (
     TurnListener,
 )
 from .outbox import ChannelClosed, Outbox
-from .protocol import JsonObject
 from .vad import TurnDetector
 
 logger = logging.getLogger(__name__)
@@ -70,23 +71,24 @@ class ListenerFeed:
             logger.debug("ListenerFeed: channel closed")
 
     async def _send(self, event: InputEvent) -> None:
-        fields: JsonObject = {"item_id": event.item_id, "content_index": 0}
+        fields: Event = {"item_id": event.item_id, "content_index": 0}
         if isinstance(event, InputTranscriptDelta):
-            name = "conversation.item.input_audio_transcription.delta"
+            name = ServerEvent.INPUT_TRANSCRIPT_DELTA
             fields["delta"] = event.delta
         elif isinstance(event, InputTranscriptDone):
-            name = "conversation.item.input_audio_transcription.completed"
+            name = ServerEvent.INPUT_TRANSCRIPT_DONE
             fields["transcript"] = event.transcript
             if self._conversation.contains(event.item_id):
                 for part in self._conversation.get(event.item_id).content:
                     if part.type == "input_audio":
                         part.transcript = event.transcript
         elif isinstance(event, InputTone):
-            tone = event.features.to_event()  # ServerEvent.TONE and the features
-            name = str(tone.pop("type"))
+            name = ServerEvent.TONE
+            tone = event.features.to_event()
+            del tone["type"]  # to_event() names it ServerEvent.TONE too
             fields.update(tone)
         else:
-            name = "conversation.item.input_audio_transcription.failed"
+            name = ServerEvent.INPUT_TRANSCRIPT_FAILED
             fields["error"] = {
                 "type": "transcription_error",
                 "code": "local_asr_failed",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from protocol.events import Event, Naming, ServerEvent, spelled
+
+from .client_events import IdFactory, decode_audio
 from .conversation import ContentPart, Conversation, ConversationItem
 from .outbox import Outbox
-from .protocol import Dialect, IdFactory, JsonObject, decode_audio, event_name
 
 
 class LoopbackMirror:
@@ -24,7 +26,7 @@ class LoopbackMirror:
             status="in_progress",
             content=[ContentPart(type="audio", transcript="")],
         )
-        self._dialect: Dialect | None = None
+        self._naming: Naming | None = None
         self._head = ""
         self._middle = (
             f'","response_id":"{self.response_id}","item_id":"{self.item.id}",'
@@ -32,8 +34,8 @@ class LoopbackMirror:
         )
 
     async def start(self) -> None:
-        ids: JsonObject = {"response_id": self.response_id, "output_index": 0}
-        response: JsonObject = {
+        ids: Event = {"response_id": self.response_id, "output_index": 0}
+        response: Event = {
             "id": self.response_id,
             "object": "realtime.response",
             "status": "in_progress",
@@ -41,16 +43,14 @@ class LoopbackMirror:
             "output": [],
             "usage": None,
         }
-        await self._out.emit("response.created", {"response": response})
+        await self._out.emit(ServerEvent.RESPONSE_CREATED, {"response": response})
         previous = self._conversation.add(self.item)
-        item = self.item.to_json(self._out.dialect)
-        await self._out.emit("response.output_item.added", {**ids, "item": item})
+        item = self.item.to_json(self._out.naming)
+        await self._out.emit(ServerEvent.OUTPUT_ITEM_ADDED, {**ids, "item": item})
+        await self._out.emit(ServerEvent.ITEM_CREATED, {"previous_item_id": previous, "item": item})
+        part = self.item.content[0].to_json(self._out.naming)
         await self._out.emit(
-            "conversation.item.created", {"previous_item_id": previous, "item": item}
-        )
-        part = self.item.content[0].to_json(self._out.dialect)
-        await self._out.emit(
-            "response.content_part.added",
+            ServerEvent.CONTENT_PART_ADDED,
             {**ids, "item_id": self.item.id, "content_index": 0, "part": part},
         )
 
@@ -59,9 +59,9 @@ class LoopbackMirror:
         if size == 0 or not isinstance(audio, str):
             return
         self.item.content[0].audio_bytes += size
-        if self._dialect is not self._out.dialect:
-            self._dialect = self._out.dialect
-            name = event_name(self._dialect, "response.audio.delta")
+        if self._naming is not self._out.naming:
+            self._naming = self._out.naming
+            name = spelled(self._naming, ServerEvent.AUDIO_DELTA)
             self._head = f'{{"type":"{name}","event_id":"'
         # Base64 needs no JSON escaping, and our ids are plain ASCII.
         await self._out.send_text(f'{self._head}{self._out.new_event_id()}{self._middle}{audio}"}}')

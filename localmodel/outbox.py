@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from protocol.events import Event, Naming, ServerEvent, spelled
+
 from .channel import MessageChannel
-from .protocol import Dialect, IdFactory, JsonObject, encode, event_name
+from .client_events import IdFactory, encode
 
 logger = logging.getLogger(__name__)
 
@@ -23,22 +25,18 @@ class Outbox:
         self._ids = ids
         self._lock = asyncio.Lock()
         self._closed = False
-        self.dialect = Dialect.BETA
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
+        self.naming = Naming.BETA
 
     def new_event_id(self) -> str:
         return self._ids.new("event")
 
-    async def emit(self, beta_name: str, fields: JsonObject, *, shield: bool = False) -> None:
-        """Sends one event under the connection's dialect name (skipped if it has none).
+    async def emit(self, event: ServerEvent, fields: Event, *, shield: bool = False) -> None:
+        """Sends one event as the connection's naming spells it (skipped if it has none).
 
         With `shield`, cancelling the caller never cuts a send short: the message still goes
         out, in order, and the caller sees CancelledError afterwards.
         """
-        name = event_name(self.dialect, beta_name)
+        name = spelled(self.naming, event)
         if name is None:
             return
         await self.send_text(

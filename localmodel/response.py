@@ -7,6 +7,8 @@ import base64
 import logging
 from collections.abc import AsyncIterator
 
+from protocol.events import Event, ServerEvent
+
 from .conversation import ContentPart, Conversation, ConversationItem
 from .models import (
     AudioChunk,
@@ -17,7 +19,6 @@ from .models import (
     TranscriptDelta,
 )
 from .outbox import ChannelClosed, Outbox
-from .protocol import JsonObject
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class ActiveResponse:
         self._model = model
         self._request = request
         self._audio = audio
-        self._sent: set[str] = set()
+        self._sent: set[ServerEvent] = set()
         self._transcript: list[str] = []
 
     @property
@@ -87,31 +88,31 @@ class ActiveResponse:
         self, status: str, reason: str | None = None, *, error: str | None = None
     ) -> None:
         """Sends the remaining closing events; `status` is completed, cancelled or failed."""
-        if "response.created" not in self._sent:
+        if ServerEvent.RESPONSE_CREATED not in self._sent:
             await self._open_response()
         self.item.status = "completed" if status == "completed" else "incomplete"
         ids = self._ids()
         text = "".join(self._transcript)
-        if "response.content_part.added" in self._sent:
+        if ServerEvent.CONTENT_PART_ADDED in self._sent:
             if self._audio:
-                await self._once("response.audio.done", ids)
-                await self._once("response.audio_transcript.done", {**ids, "transcript": text})
+                await self._once(ServerEvent.AUDIO_DONE, ids)
+                await self._once(ServerEvent.AUDIO_TRANSCRIPT_DONE, {**ids, "transcript": text})
             else:
-                await self._once("response.text.done", {**ids, "text": text})
-            await self._once("response.content_part.done", {**ids, "part": self._part_json()})
-        if "response.output_item.added" in self._sent:
+                await self._once(ServerEvent.TEXT_DONE, {**ids, "text": text})
+            await self._once(ServerEvent.CONTENT_PART_DONE, {**ids, "part": self._part_json()})
+        if ServerEvent.OUTPUT_ITEM_ADDED in self._sent:
             item = {"response_id": self.id, "output_index": 0, "item": self._item_json()}
-            await self._once("response.output_item.done", item)
-            await self._once("conversation.item.done", {"item": self._item_json()})
-        details: JsonObject | None = None
+            await self._once(ServerEvent.OUTPUT_ITEM_DONE, item)
+            await self._once(ServerEvent.ITEM_DONE, {"item": self._item_json()})
+        details: Event | None = None
         if status == "cancelled":
             details = {"type": "cancelled", "reason": reason}
         elif status == "failed":
             details = {"type": "failed", "error": {"type": "server_error", "message": error}}
         self.finished = True
-        output = [self._item_json()] if "response.output_item.added" in self._sent else []
+        output = [self._item_json()] if ServerEvent.OUTPUT_ITEM_ADDED in self._sent else []
         await self._once(
-            "response.done", {"response": self._response_json(status, details, output)}
+            ServerEvent.RESPONSE_DONE, {"response": self._response_json(status, details, output)}
         )
 
     async def _open(self) -> None:
@@ -119,13 +120,15 @@ class ActiveResponse:
         previous = self._conversation.add(self.item)
         item = self._item_json()
         await self._once(
-            "response.output_item.added", {"response_id": self.id, "output_index": 0, "item": item}
+            ServerEvent.OUTPUT_ITEM_ADDED, {"response_id": self.id, "output_index": 0, "item": item}
         )
-        await self._once("conversation.item.created", {"previous_item_id": previous, "item": item})
-        await self._once("response.content_part.added", {**self._ids(), "part": self._part_json()})
+        await self._once(ServerEvent.ITEM_CREATED, {"previous_item_id": previous, "item": item})
+        await self._once(ServerEvent.CONTENT_PART_ADDED, {**self._ids(), "part": self._part_json()})
 
     async def _open_response(self) -> None:
-        await self._once("response.created", {"response": self._response_json("in_progress")})
+        await self._once(
+            ServerEvent.RESPONSE_CREATED, {"response": self._response_json("in_progress")}
+        )
 
     async def _send_part(self, part: ResponsePart) -> None:
         if isinstance(part, AudioChunk):
@@ -134,16 +137,16 @@ class ActiveResponse:
             self.part.audio_bytes += len(part.pcm)
             delta = base64.b64encode(part.pcm).decode("ascii")
             await self._out.emit(
-                "response.audio.delta", {**self._ids(), "delta": delta}, shield=True
+                ServerEvent.AUDIO_DELTA, {**self._ids(), "delta": delta}, shield=True
             )
         elif isinstance(part, TranscriptDelta):
             self._transcript.append(part.text)
             if self._audio:
                 self.part.transcript = (self.part.transcript or "") + part.text
-                name = "response.audio_transcript.delta"
+                name = ServerEvent.AUDIO_TRANSCRIPT_DELTA
             else:
                 self.part.text = (self.part.text or "") + part.text
-                name = "response.text.delta"
+                name = ServerEvent.TEXT_DELTA
             await self._out.emit(name, {**self._ids(), "delta": part.text}, shield=True)
         else:
             await self._send_input_transcript(part)
@@ -157,19 +160,17 @@ class ActiveResponse:
             if content.type == "input_audio":
                 content.transcript = part.text
                 fields = {"item_id": item.id, "content_index": index, "transcript": part.text}
-                await self._out.emit(
-                    "conversation.item.input_audio_transcription.completed", fields, shield=True
-                )
+                await self._out.emit(ServerEvent.INPUT_TRANSCRIPT_DONE, fields, shield=True)
                 return
 
-    async def _once(self, beta_name: str, fields: JsonObject) -> None:
+    async def _once(self, event: ServerEvent, fields: Event) -> None:
         # Marked before sending: a shielded send completes even if this task is cancelled.
-        if beta_name in self._sent:
+        if event in self._sent:
             return
-        self._sent.add(beta_name)
-        await self._out.emit(beta_name, fields, shield=True)
+        self._sent.add(event)
+        await self._out.emit(event, fields, shield=True)
 
-    def _ids(self) -> JsonObject:
+    def _ids(self) -> Event:
         return {
             "response_id": self.id,
             "item_id": self.item.id,
@@ -177,18 +178,18 @@ class ActiveResponse:
             "content_index": 0,
         }
 
-    def _part_json(self) -> JsonObject:
-        return self.part.to_json(self._out.dialect)
+    def _part_json(self) -> Event:
+        return self.part.to_json(self._out.naming)
 
-    def _item_json(self) -> JsonObject:
-        return self.item.to_json(self._out.dialect)
+    def _item_json(self) -> Event:
+        return self.item.to_json(self._out.naming)
 
     def _response_json(
         self,
         status: str,
-        details: JsonObject | None = None,
-        output: list[JsonObject] | None = None,
-    ) -> JsonObject:
+        details: Event | None = None,
+        output: list[Event] | None = None,
+    ) -> Event:
         modalities = list(self._request.modalities)
         return {
             "id": self.id,

@@ -1,4 +1,5 @@
-"""The embedded local backend on a real websockets server, and a protocol client for it."""
+"""The embedded local backend on a real websockets server, a protocol client for it, and the
+turns its tests share."""
 
 from __future__ import annotations
 
@@ -7,18 +8,36 @@ import base64
 import contextlib
 import dataclasses
 import json
+import shutil
 import urllib.parse
 from collections.abc import AsyncIterator
-from typing import Any
+from pathlib import Path
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
 
 from localmodel.server import serve_realtime
+from protocol.audio import PCM_RATE_HZ
+from protocol.events import Event
 
-from .speech import CHUNK_BYTES, chunks
+from .speech import CHUNK_BYTES, chunks, espeak_speech, tone, white_noise
 
-Event = dict[str, Any]
+# One beta turn's events under server VAD, without the deltas.
+BETA_TURN = [
+    "input_audio_buffer.speech_started",
+    "input_audio_buffer.speech_stopped",
+    "input_audio_buffer.committed",
+    "conversation.item.created",
+    "response.created",
+    "response.output_item.added",
+    "conversation.item.created",
+    "response.content_part.added",
+    "response.audio.done",
+    "response.audio_transcript.done",
+    "response.content_part.done",
+    "response.output_item.done",
+    "response.done",
+]
 DELTA_TYPES = {
     "response.audio.delta",
     "response.audio_transcript.delta",
@@ -110,3 +129,38 @@ def types(events: list[Event]) -> list[str]:
 
 def audio_of(events: list[Event], delta_type: str = "response.audio.delta") -> bytes:
     return b"".join(base64.b64decode(e["delta"]) for e in events if e["type"] == delta_type)
+
+
+def speech_sample(directory: Path) -> bytes:
+    """About 2.6 s of speech, pcm16 24 kHz mono (espeak-ng, or syllable-like tone bursts)."""
+    if shutil.which("espeak-ng") is None:
+        bursts = [
+            tone(180, -18.0, 140.0 + 20 * i) + white_noise(60, -60.0, seed=7) for i in range(10)
+        ]
+        return b"".join(bursts)
+    text = "Hello there, this is a test of the echo model."
+    return espeak_speech(text, directory, voice="en")
+
+
+async def manual_turns(client: RealtimeClient) -> None:
+    """Turns server VAD off: turns are committed by hand."""
+    updated = await client.roundtrip(
+        {"type": "session.update", "session": {"turn_detection": None}}, "session.updated"
+    )
+    assert updated["session"]["turn_detection"] is None
+
+
+async def commit(client: RealtimeClient, pcm: bytes) -> list[Event]:
+    await client.append(pcm)
+    await client.send({"type": "input_audio_buffer.commit"})
+    return await client.recv_until("conversation.item.created")
+
+
+async def start_long_response(client: RealtimeClient, seconds: int = 120) -> list[Event]:
+    """Commits `seconds` of audio with VAD off and returns the events up to the first delta."""
+    await manual_turns(client)
+    await client.append(tone(1000, -30.0, 220.0) * seconds, chunk_bytes=PCM_RATE_HZ * 2)
+    await client.send({"type": "input_audio_buffer.commit"})
+    await client.recv_until("conversation.item.created")
+    await client.send({"type": "response.create"})
+    return await client.recv_until("response.audio.delta")

@@ -1,56 +1,23 @@
-"""Realtime protocol vocabulary: dialects, event names, ids, errors and client audio checks."""
+"""What the server makes of client events: ids, decoding, checks and the errors they raise."""
 
 from __future__ import annotations
 
 import binascii
-import enum
 import itertools
 import json
 import uuid
-from typing import Any
+from typing import Any, TypeVar
 
-JsonObject = dict[str, Any]
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic_core import ErrorDetails
+
+from protocol.events import Event
 
 # OpenAI and StepFun allow at most 15 MiB of base64 per input_audio_buffer.append.
 MAX_APPEND_BASE64_CHARS = 15 * 1024 * 1024
-
-
-class Dialect(enum.Enum):
-    """Which event names a connection speaks: OpenAI beta / StepFun, or OpenAI GA."""
-
-    BETA = "beta"
-    GA = "ga"
-
-
-# The one place where the two dialects differ in naming. Keyed by the beta/StepFun name;
-# None means the dialect has no such event.
-_NAMES: dict[str, tuple[str | None, str | None]] = {
-    "conversation.item.created": ("conversation.item.created", "conversation.item.added"),
-    "conversation.item.done": (None, "conversation.item.done"),
-    "response.audio.delta": ("response.audio.delta", "response.output_audio.delta"),
-    "response.audio.done": ("response.audio.done", "response.output_audio.done"),
-    "response.audio_transcript.delta": (
-        "response.audio_transcript.delta",
-        "response.output_audio_transcript.delta",
-    ),
-    "response.audio_transcript.done": (
-        "response.audio_transcript.done",
-        "response.output_audio_transcript.done",
-    ),
-    "response.text.delta": ("response.text.delta", "response.output_text.delta"),
-    "response.text.done": ("response.text.done", "response.output_text.done"),
-    # Content part types of assistant output.
-    "audio": ("audio", "output_audio"),
-    "text": ("text", "output_text"),
-}
-
-
-def event_name(dialect: Dialect, beta_name: str) -> str | None:
-    """The name `dialect` uses for the beta-named event or part type (None: not sent)."""
-    names = _NAMES.get(beta_name)
-    if names is None:
-        return beta_name
-    return names[0] if dialect is Dialect.BETA else names[1]
+# Bigger messages and appends are decoded in a worker thread so that one huge event cannot stall
+# every other session on the loop; typical 20-100 ms appends stay inline.
+THREAD_DECODE_CHARS = 256 * 1024
 
 
 class IdFactory:
@@ -59,10 +26,6 @@ class IdFactory:
     def __init__(self) -> None:
         self._token = uuid.uuid4().hex[:12]
         self._counter = itertools.count(1)
-
-    @property
-    def token(self) -> str:
-        return self._token
 
     def new(self, prefix: str) -> str:
         return f"{prefix}_{self._token}{next(self._counter):x}"
@@ -86,7 +49,7 @@ class ClientEventError(Exception):
         self.error_type = error_type
 
 
-def error_fields(error: ClientEventError, client_event_id: str | None) -> JsonObject:
+def error_fields(error: ClientEventError, client_event_id: str | None) -> Event:
     """The body of the `error` server event for a rejected client event."""
     return {
         "error": {
@@ -99,11 +62,66 @@ def error_fields(error: ClientEventError, client_event_id: str | None) -> JsonOb
     }
 
 
-def encode(event: JsonObject) -> str:
+class ClientShape(BaseModel):
+    """The shape of a client event or of an object in one; `validated` checks it.
+
+    Fields this backend does not use (tracing, noise_reduction, metadata, ...) are accepted and
+    ignored. Defaults are never validated: a field counts only if the client set it.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    def given(self, *names: str) -> dict[str, Any]:
+        """The fields among `names` that the client set, by name."""
+        return {name: getattr(self, name) for name in names if name in self.model_fields_set}
+
+
+ShapeT = TypeVar("ShapeT", bound=ClientShape)
+# Pydantic error types that the protocol reports with their own error code.
+_ERROR_CODES = {
+    "missing": "missing_required_parameter",
+    "extra_forbidden": "unknown_parameter",
+    "unknown_parameter": "unknown_parameter",
+}
+# Pydantic's words for the JSON a client sends (it would name our model classes).
+_JSON_MESSAGES = {
+    "model_type": "Input should be an object",
+    "dict_type": "Input should be an object",
+    "model_attributes_type": "Input should be an object",
+}
+
+
+def validated(shape: type[ShapeT], event: Event) -> ShapeT:
+    """`event` as `shape`, or a ClientEventError naming the first wrong field by its path."""
+    try:
+        return shape.model_validate(event)
+    except ValidationError as exc:
+        raise _client_error(exc.errors()[0]) from None
+
+
+def _client_error(error: ErrorDetails) -> ClientEventError:
+    param = "".join(
+        f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]
+    ).lstrip(".")
+    code = _ERROR_CODES.get(error["type"], "invalid_value")
+    if code == "missing_required_parameter":
+        message = f"Missing required parameter '{param}'."
+    elif code == "unknown_parameter":
+        message = f"Unknown parameter '{param}': {error['msg']}."
+    else:
+        value = error.get("input")
+        shown = isinstance(value, str | int | float | bool) or value is None
+        got = f" (got {value!r:.60})" if shown else ""
+        words = _JSON_MESSAGES.get(error["type"], error["msg"])
+        message = f"Invalid value for '{param}': {words}{got}."
+    return ClientEventError(code, message, param=param)
+
+
+def encode(event: Event) -> str:
     return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
 
 
-def decode_event(message: str | bytes) -> JsonObject:
+def decode_event(message: str | bytes) -> Event:
     """Parses one client message into an event object or raises ClientEventError."""
     try:
         event = json.loads(message)
@@ -120,7 +138,7 @@ def decode_event(message: str | bytes) -> JsonObject:
     return event
 
 
-def client_event_id(event: JsonObject) -> str | None:
+def client_event_id(event: Event) -> str | None:
     value = event.get("event_id")
     return value if isinstance(value, str) else None
 
