@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
-RATE_HZ = 24_000
-BYTES_PER_MS = 48
-CHUNK_MS = 20
+from protocol.audio import BYTES_PER_MS, FRAME_MS, PCM_RATE_HZ
+
+CHUNK_MS = FRAME_MS
 QUESTIONS = {
     "what time is it": "time",
     "what is two plus three": "arithmetic",
@@ -126,18 +126,13 @@ def speech(texts: list[str]) -> dict[str, tuple[bytes, int]]:
 
 
 def _speak(voice: Any, text: str) -> tuple[bytes, int]:
-    import av
     from piper import SynthesisConfig
 
+    from protocol.resample import resample_pcm
+
     chunks = list(voice.synthesize(text, syn_config=SynthesisConfig(noise_scale=0.0)))
-    resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE_HZ)
     pcm = b"".join(chunk.audio_int16_bytes for chunk in chunks)
-    frame = av.AudioFrame.from_ndarray(
-        np.frombuffer(pcm, "<i2").reshape(1, -1), format="s16", layout="mono"
-    )
-    frame.sample_rate = chunks[0].sample_rate
-    frames = [*resampler.resample(frame), *resampler.resample(None)]
-    out = b"".join(f.to_ndarray().astype("<i2").tobytes() for f in frames)
+    out = resample_pcm(pcm, chunks[0].sample_rate, PCM_RATE_HZ)
     samples = np.frombuffer(out, "<i2").astype(np.float64) / 32768
     windows = samples[: len(samples) // 240 * 240].reshape(-1, 240)
     loud = np.flatnonzero(np.sqrt((windows**2).mean(axis=1)) > 10 ** (-45 / 20))

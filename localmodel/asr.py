@@ -11,16 +11,16 @@ import sys
 import threading
 import time
 from concurrent.futures import Future
-from types import TracebackType
 from typing import BinaryIO
 
-from av import AudioFrame, AudioResampler
 from pocketsphinx import Decoder
 
-logger = logging.getLogger(__name__)
+from protocol.audio import PCM_RATE_HZ, RECOGNIZER_RATE_HZ
+from protocol.resample import PcmResampler
 
-INPUT_RATE_HZ = 24_000
-DECODER_RATE_HZ = 16_000
+from .once import process_wide
+
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +90,7 @@ class RecognizerModel:
     def _load(self) -> Decoder:
         started = time.perf_counter()
         decoder = Decoder(
-            samprate=DECODER_RATE_HZ,
+            samprate=RECOGNIZER_RATE_HZ,
             fwdflat=self.options.fwdflat,
             bestpath=self.options.bestpath,
             cmninit=self.options.cmn_init,
@@ -110,17 +110,10 @@ class RecognizerModel:
             self._idle.append(decoder)
 
 
-_shared_lock = threading.Lock()
-_shared_model: RecognizerModel | None = None
-
-
+@process_wide
 def shared_recognizer_model() -> RecognizerModel:
     """The process-wide model with the default options."""
-    global _shared_model
-    with _shared_lock:
-        if _shared_model is None:
-            _shared_model = RecognizerModel()
-        return _shared_model
+    return RecognizerModel()
 
 
 class SpeechRecognizer:
@@ -130,8 +123,7 @@ class SpeechRecognizer:
         self._model = model or shared_recognizer_model()
         self._lock = threading.Lock()
         self._decoder: Decoder | None = None
-        self._resampler: AudioResampler | None = None
-        self._odd_byte = b""
+        self._resampler = PcmResampler(PCM_RATE_HZ, RECOGNIZER_RATE_HZ)
         # Cepstral mean of this speaker: kept across utterances, since decoders are shared.
         self._cmn: str | None = None
 
@@ -151,19 +143,15 @@ class SpeechRecognizer:
                 self._model.release(decoder)
                 raise
             self._decoder = decoder
-            self._resampler = AudioResampler(format="s16", layout="mono", rate=DECODER_RATE_HZ)
-            self._odd_byte = b""
 
     def feed(self, pcm24k: bytes) -> None:
         """Decode more of the utterance: pcm16 24 kHz mono, any length."""
         with self._lock:
-            decoder, resampler = self._open()
-            data = self._odd_byte + pcm24k
-            whole = len(data) // 2 * 2
-            self._odd_byte = data[whole:]
-            if whole:
-                for pcm in _resample(resampler, data[:whole]):
-                    decoder.process_raw(pcm)
+            if self._decoder is None:
+                raise RuntimeError("no utterance: call start() first")
+            pcm16k = self._resampler.convert(pcm24k)
+            if pcm16k:
+                self._decoder.process_raw(pcm16k)
 
     def partial(self) -> str:
         """The best hypothesis so far (empty between utterances)."""
@@ -181,13 +169,11 @@ class SpeechRecognizer:
     def finish(self) -> str:
         """End the utterance and return its final transcript (empty if none was started)."""
         with self._lock:
-            decoder, resampler = self._decoder, self._resampler
-            if decoder is None or resampler is None:
+            decoder, self._decoder = self._decoder, None
+            if decoder is None:
                 return ""
-            self._decoder = self._resampler = None
             try:
-                for pcm in _resample(resampler, None):
-                    decoder.process_raw(pcm)
+                decoder.process_raw(self._resampler.flush())
                 decoder.end_utt()
                 text = _hypothesis(decoder)
                 self._cmn = decoder.get_cmn(False)
@@ -203,24 +189,9 @@ class SpeechRecognizer:
     def close(self) -> None:
         self.cancel()
 
-    def __enter__(self) -> SpeechRecognizer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def _open(self) -> tuple[Decoder, AudioResampler]:
-        if self._decoder is None or self._resampler is None:
-            raise RuntimeError("no utterance: call start() first")
-        return self._decoder, self._resampler
-
     def _abandon(self) -> None:
-        decoder, self._decoder, self._resampler = self._decoder, None, None
+        decoder, self._decoder = self._decoder, None
+        self._resampler.reset()
         if decoder is not None:
             try:
                 decoder.end_utt()
@@ -231,20 +202,6 @@ class SpeechRecognizer:
 def _hypothesis(decoder: Decoder) -> str:
     hyp = decoder.hyp()
     return str(hyp.hypstr).strip() if hyp is not None else ""
-
-
-def _resample(resampler: AudioResampler, pcm: bytes | None) -> list[bytes]:
-    """pcm16 24 kHz in, pcm16 16 kHz out; None flushes the resampler's delay line."""
-    frame: AudioFrame | None = None
-    if pcm is not None:
-        frame = AudioFrame(format="s16", layout="mono", samples=len(pcm) // 2)
-        frame.planes[0].update(pcm)
-        frame.sample_rate = INPUT_RATE_HZ
-    out = []
-    for resampled in resampler.resample(frame):
-        size = resampled.samples * 2
-        out.append(bytes(resampled.planes[0])[:size])
-    return out
 
 
 # -- the decoding process ----------------------------------------------------------------------

@@ -30,8 +30,9 @@ from .models import (
     ResponsePart,
     TranscriptDelta,
 )
+from .persona import Persona
 from .recognizers import shared_recognizer_processes
-from .replies import Persona, Reply, ReplyEngine
+from .replies import Reply, ReplyEngine
 from .silero import shared_silero_pool
 from .speaker import Speaker, first_sentence
 from .tts import EspeakSynthesizer, select_synthesizer

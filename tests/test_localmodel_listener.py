@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from typing import TypeVar
 
 import pytest
@@ -58,6 +59,10 @@ class Recorder:
     def of(self, kind: type[E]) -> list[E]:
         return [event for event in self.events if isinstance(event, kind)]
 
+    def listen(self, recognizer: Callable[[], SpeechRecognizer]) -> UtteranceListener:
+        """A listener whose events and pauses this recorder keeps."""
+        return UtteranceListener(recognizer, self.on_event, self.on_pause)
+
 
 @pytest.fixture
 def recorder() -> Recorder:
@@ -90,9 +95,7 @@ def test_stable_increment_sends_only_words_two_reads_agree_on() -> None:
 async def test_listener_streams_deltas_then_the_final_transcript(
     model: RecognizerModel, question: bytes, recorder: Recorder
 ) -> None:
-    listener = UtteranceListener(
-        lambda: SpeechRecognizer(model), recorder.on_event, recorder.on_pause
-    )
+    listener = recorder.listen(lambda: SpeechRecognizer(model))
     listener.speech_started("item_1")
     await speak(listener, question)
     listener.speech_stopped("item_1", question)
@@ -117,9 +120,7 @@ async def test_listener_streams_deltas_then_the_final_transcript(
 async def test_listener_reports_the_words_so_far_at_a_pause(
     model: RecognizerModel, question: bytes, recorder: Recorder
 ) -> None:
-    listener = UtteranceListener(
-        lambda: SpeechRecognizer(model), recorder.on_event, recorder.on_pause
-    )
+    listener = recorder.listen(lambda: SpeechRecognizer(model))
     listener.speech_started("item_1")
     await speak(listener, question, pace_s=0)
     listener.hear(silence(100), PAUSE_MS - 1)
@@ -136,9 +137,7 @@ async def test_listener_reports_the_words_so_far_at_a_pause(
 async def test_listener_discarded_utterance_is_forgotten(
     model: RecognizerModel, question: bytes, recorder: Recorder
 ) -> None:
-    listener = UtteranceListener(
-        lambda: SpeechRecognizer(model), recorder.on_event, recorder.on_pause
-    )
+    listener = recorder.listen(lambda: SpeechRecognizer(model))
     listener.speech_started("item_1")
     await speak(listener, question[: len(question) // 2], pace_s=0)
     listener.speech_discarded()
@@ -159,9 +158,7 @@ class BrokenRecognizer(SpeechRecognizer):
 async def test_listener_failure_is_reported_not_hung(
     model: RecognizerModel, question: bytes, recorder: Recorder
 ) -> None:
-    listener = UtteranceListener(
-        lambda: BrokenRecognizer(model), recorder.on_event, recorder.on_pause
-    )
+    listener = recorder.listen(lambda: BrokenRecognizer(model))
     listener.speech_stopped("item_1", question)
     heard = await asyncio.wait_for(listener.understanding("item_1"), 20)
     await listener.aclose()
@@ -181,9 +178,7 @@ class CountingRecognizer(SpeechRecognizer):
 async def test_listener_does_not_decode_long_trailing_silence(
     model: RecognizerModel, question: bytes, recorder: Recorder
 ) -> None:
-    listener = UtteranceListener(
-        lambda: CountingRecognizer(model), recorder.on_event, recorder.on_pause
-    )
+    listener = recorder.listen(lambda: CountingRecognizer(model))
     listener.speech_started("item_1")
     listener.hear(question, 0)
     hangover = [silence(20) for _ in range(25)]  # 500 ms, counted by the VAD as it comes

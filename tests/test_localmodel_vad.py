@@ -19,23 +19,18 @@ from localmodel.vad import (
     TurnEvent,
     TurnSettings,
 )
+from protocol.audio import BYTES_PER_MS
+from tests import speech
 
 pytestmark = pytest.mark.unit
 
-RATE_HZ = 24_000
-BYTES_PER_MS = 48
+
+def tone(ms: int, dbfs: float = -20.0) -> bytes:
+    return speech.tone(ms, dbfs, 220.0)
 
 
-def tone(ms: int, dbfs: float = -20.0, hz: float = 220.0) -> bytes:
-    t = np.arange(RATE_HZ * ms // 1000) / RATE_HZ
-    amplitude = 32768 * 10 ** (dbfs / 20) * np.sqrt(2)  # RMS of a sine is peak / sqrt(2)
-    return bytes((amplitude * np.sin(2 * np.pi * hz * t)).astype("<i2").tobytes())
-
-
-def noise(ms: int, dbfs: float = -70.0, seed: int = 1) -> bytes:
-    rng = np.random.default_rng(seed)
-    samples = rng.normal(0.0, 32768 * 10 ** (dbfs / 20), RATE_HZ * ms // 1000)
-    return np.clip(samples, -32768, 32767).astype("<i2").tobytes()
+def noise(ms: int, dbfs: float = -70.0) -> bytes:
+    return speech.white_noise(ms, dbfs, seed=1)
 
 
 def feed_in_chunks(detector: TurnDetector, audio: bytes, sizes: list[int]) -> list[TurnEvent]:

@@ -9,15 +9,16 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from protocol.audio import PCM_RATE_HZ
 from protocol.events import ServerEvent
 from protocol.prosody import ToneFeatures, analyze_utterance
-from tests.speech import RATE_HZ, scaled, silence, white_noise
+from tests.speech import scaled, silence, white_noise
 
 pytestmark = pytest.mark.unit
 
 
 def harmonic_tone(f0_hz: float, seconds: float, peak: float = 0.3) -> npt.NDArray[np.float64]:
-    t = np.arange(int(RATE_HZ * seconds)) / RATE_HZ
+    t = np.arange(int(PCM_RATE_HZ * seconds)) / PCM_RATE_HZ
     wave = sum(np.sin(2 * np.pi * f0_hz * k * t) / k for k in range(1, 6))
     return np.asarray(wave / np.abs(wave).max() * peak)
 
@@ -28,7 +29,7 @@ def pcm(signal: npt.NDArray[np.float64]) -> bytes:
 
 def syllable_train(rate_hz: float, seconds: float = 3.0) -> bytes:
     """A 150 Hz voiced tone whose loudness rises and falls `rate_hz` times per second."""
-    t = np.arange(int(RATE_HZ * seconds)) / RATE_HZ
+    t = np.arange(int(PCM_RATE_HZ * seconds)) / PCM_RATE_HZ
     envelope = 0.5 * (1 - np.cos(2 * np.pi * rate_hz * t))
     return pcm(harmonic_tone(150, seconds, 0.5) * envelope)
 
@@ -59,7 +60,7 @@ def test_prosody_louder_input_reports_higher_loudness() -> None:
 
 def test_prosody_loudness_is_rms_dbfs() -> None:
     # A full-scale square wave is 0 dBFS, so a sine of peak 0.5 is -9 dBFS.
-    t = np.arange(RATE_HZ) / RATE_HZ
+    t = np.arange(PCM_RATE_HZ) / PCM_RATE_HZ
     tone = analyze_utterance(pcm(0.5 * np.sin(2 * np.pi * 200 * t)))
     assert tone.loudness_dbfs == pytest.approx(-9.03, abs=0.3)
 

@@ -7,35 +7,21 @@ the peer's track, after the silence the relay measured as the turn's latency.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterator
-from datetime import datetime
-
 import pytest
 
-from localmodel.assistant import AssistantModel
-from localmodel.models import MODEL_SPECS, preload_model
+from localmodel.models import preload_model
 from tests.speech import piper_speech
 
 from .conftest import live_app, wait_until
+from .local_assistant import fix_assistant_clock
 from .media import ClientPeer, SpeechTrack, envelope
 
 pytestmark = pytest.mark.integration
-
-NOW = datetime(2025, 11, 25, 15, 5)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def preloaded() -> None:
     preload_model("assistant")
-
-
-@pytest.fixture
-def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    spec = MODEL_SPECS["assistant"]
-    fixed = dataclasses.replace(spec, create=lambda: AssistantModel(clock=lambda: NOW))
-    monkeypatch.setitem(MODEL_SPECS, "assistant", fixed)
-    yield
 
 
 def loud_ms(pcm: bytes) -> int:
@@ -50,8 +36,8 @@ def final_transcripts(client: ClientPeer, role: str) -> list[str]:
     ]
 
 
-@pytest.mark.usefixtures("fixed_clock")
-async def test_relay_assistant_tells_the_time() -> None:
+async def test_relay_assistant_tells_the_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    fix_assistant_clock(monkeypatch)
     question = piper_speech("what time is it")
     client = ClientPeer(SpeechTrack(question))
     async with live_app(model="assistant") as live, live.http() as http:

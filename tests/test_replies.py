@@ -1,4 +1,4 @@
-"""Rule replies: persona from instructions, each rule, arithmetic, tone reactions, Chinese."""
+"""Rule replies: each rule, arithmetic, persona styles, tone reactions, Chinese."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import datetime
 import pytest
 
 from localmodel.numbers import number_words
-from localmodel.replies import Persona, ReplyEngine
+from localmodel.replies import ReplyEngine
 from protocol.prosody import ToneFeatures
 
 pytestmark = pytest.mark.unit
@@ -27,28 +27,6 @@ CALM = ToneFeatures(
 
 def engine(instructions: str = "") -> ReplyEngine:
     return ReplyEngine.from_instructions(instructions, clock=lambda: NOW)
-
-
-@pytest.mark.parametrize(
-    ("instructions", "expected"),
-    [
-        ("You are Ada, a cheerful assistant.", Persona("Ada", None, frozenset({"cheerful"}))),
-        (
-            'You are a formal concierge named Max. Greet the user with "Good evening, I am Max."',
-            Persona("Max", "Good evening, I am Max.", frozenset({"formal"})),
-        ),
-        ("Be brief. Your name is Bo.", Persona("Bo", None, frozenset({"brief"}))),
-        ("You are a helpful assistant.", Persona()),
-        ("", Persona()),
-        (
-            "你是小艾，一个开朗的助手。请用“你好呀，我是小艾！”打招呼。",
-            Persona("小艾", "你好呀，我是小艾！", frozenset({"cheerful"}), "zh"),
-        ),
-        ("You are Lin. Always answer in Chinese.", Persona("Lin", language="zh")),
-    ],
-)
-def test_persona_from_instructions(instructions: str, expected: Persona) -> None:
-    assert Persona.from_instructions(instructions) == expected
 
 
 def test_replies_greeting_uses_name_and_persona_greeting() -> None:

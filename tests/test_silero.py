@@ -1,4 +1,4 @@
-"""Silero VAD on real synthesized speech, silence and noise; the 3:2 resampler; model reuse."""
+"""Silero VAD on real synthesized speech, silence and noise; model reuse."""
 
 from __future__ import annotations
 
@@ -8,12 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from localmodel.silero import (
-    WINDOW_BYTES,
-    SileroPool,
-    SileroVoiceActivity,
-    ThreeTwoResampler,
-)
+from localmodel.silero import WINDOW_BYTES, SileroPool, SileroVoiceActivity
 from localmodel.vad import VoiceActivity
 from tests.speech import espeak_speech, padded, piper_speech, silence, white_noise
 
@@ -107,25 +102,3 @@ def test_silero_reset_forgets_the_stream(activity: SileroVoiceActivity, speech: 
     first = scores(activity, speech)
     activity.reset()
     np.testing.assert_allclose(scores(activity, speech), first, atol=1e-5)
-
-
-def test_three_two_resampler_keeps_the_band_and_removes_aliases() -> None:
-    def through(frequency_hz: float) -> np.ndarray:
-        t = np.arange(24_000) / 24_000
-        signal = np.sin(2 * np.pi * frequency_hz * t).astype(np.float32)
-        resampler = ThreeTwoResampler()
-        blocks = [resampler.process(signal[i : i + 768]) for i in range(0, 24_000, 768)]
-        return np.concatenate(blocks)
-
-    out = through(1000.0)
-    assert out.size == 16_000
-    delay_s = (2 * ThreeTwoResampler.TAPS_PER_PHASE - 1) / 2 / 48_000
-    expected = np.sin(2 * np.pi * 1000 * (np.arange(out.size) / 16_000 - delay_s))
-    np.testing.assert_allclose(out[100:], expected[100:], atol=2e-3)
-    # 10 kHz is above the 8 kHz output Nyquist: it must not fold back as a 6 kHz alias.
-    assert np.sqrt(np.mean(through(10_000.0)[100:] ** 2)) < 0.01
-
-
-def test_three_two_resampler_needs_whole_triples() -> None:
-    with pytest.raises(ValueError):
-        ThreeTwoResampler().process(np.zeros(100, dtype=np.float32))
