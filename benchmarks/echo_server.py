@@ -23,12 +23,12 @@ from aiortc.mediastreams import MediaStreamTrack
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from relay.peer import create_peer_connection, use_host_addresses
+from relay.peer import create_peer_connection
 
 from . import rtp_level
 
 
-def create_echo_app() -> FastAPI:
+def create_echo_app(host_addresses: list[str]) -> FastAPI:
     peers: dict[str, RTCPeerConnection] = {}
 
     @asynccontextmanager
@@ -46,7 +46,7 @@ def create_echo_app() -> FastAPI:
     async def create(request: Request) -> JSONResponse:
         body = await request.json()
         session_id = secrets.token_urlsafe(12)
-        pc = create_peer_connection([])
+        pc = create_peer_connection([], host_addresses)
         peers[session_id] = pc
 
         @pc.on("track")
@@ -89,11 +89,12 @@ def main() -> None:
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    addresses = os.environ.get("VOICE_RELAY_ICE_ADDRESSES", "")
-    use_host_addresses([a.strip() for a in addresses.split(",") if a.strip()])
+    addresses = os.environ.get("VOICE_RELAY_ICE_ADDRESSES", "")  # as the relay reads it
+    host_addresses = [a.strip() for a in addresses.split(",") if a.strip()]
     if not args.stock_audio_level:
         rtp_level.install()
-    config = uvicorn.Config(create_echo_app(), host=args.host, port=args.port, log_level="warning")
+    app = create_echo_app(host_addresses)
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")
     uvicorn.Server(config).run()
 
 

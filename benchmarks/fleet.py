@@ -126,8 +126,10 @@ async def start_fleet(
                     VOICE_RELAY_DATA_DIR=str(data_dir),
                     **relay_env,
                 )
-                module = ["benchmarks.variants", target.variant] if target.variant else ["web.cli"]
-                cmd = [python, "-m", *module, "serve", "--host", LOOPBACK, "--port", str(port)]
+                serve = ["web.cli", "serve"]
+                if target.variant:
+                    serve = ["benchmarks.variants", target.variant]
+                cmd = [python, "-m", *serve, "--host", LOOPBACK, "--port", str(port)]
             else:
                 env = child_env()
                 cmd = [python, "-m", "benchmarks.echo_server", "--port", str(port)]

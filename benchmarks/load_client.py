@@ -31,12 +31,12 @@ import httpx
 from aiortc import RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from relay.peer import create_peer_connection, use_host_addresses
+from relay.audio import WEBRTC_RATE_HZ
+from relay.peer import create_peer_connection
 
 from .markers import (
     CYCLE_FRAMES,
-    FRAME_SAMPLES,
-    RATE_HZ,
+    WEBRTC_FRAME_SAMPLES,
     MarkerDetector,
     MarkerLog,
     encode_cycle,
@@ -106,12 +106,17 @@ class SpeechScript:
 
 class Peer:
     def __init__(
-        self, index: int, packets: list[bytes], offset: int, script: SpeechScript | None = None
+        self,
+        index: int,
+        packets: list[bytes],
+        offset: int,
+        script: SpeechScript | None,
+        host_address: str,
     ) -> None:
         self.result = PeerResult(index)
         self.log = MarkerLog()
         self.detector: MarkerDetector | ReplyListener = MarkerDetector(self.log)
-        self.pc = create_peer_connection([])
+        self.pc = create_peer_connection([], host_addresses=[host_address])
         self.track: MarkerTrack | QuestionTrack = MarkerTrack(packets, offset, self.log)
         self.script = script
         self.turns: list[TurnResult] = []
@@ -226,12 +231,12 @@ class Peer:
             result.markers_late = sum(x > median + LATE_MARGIN_S for x in latencies)
         frames = [(t, pts) for t, pts in self.frames if first <= t <= last]
         if len(frames) > 1:
-            lags = [t - pts / RATE_HZ for t, pts in frames]
+            lags = [t - pts / WEBRTC_RATE_HZ for t, pts in frames]
             median = statistics.median(lags)
             result.frames_late = sum(lag > median + LATE_MARGIN_S for lag in lags)
             result.frames_received = len({pts for _, pts in frames})
             span = max(pts for _, pts in frames) - min(pts for _, pts in frames)
-            result.frames_expected = span // FRAME_SAMPLES + 1
+            result.frames_expected = span // WEBRTC_FRAME_SAMPLES + 1
         return result
 
 
@@ -256,6 +261,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             packets,
             (17 + 37 * (args.first_index + i)) % CYCLE_FRAMES,
             script,
+            args.ice_address,
         )
         for i in range(len(starts))
     ]
@@ -303,7 +309,6 @@ def main() -> None:
         help="stream only after the server's data channel says state 'listening' (the relay)",
     )
     args = parser.parse_args()
-    use_host_addresses([args.ice_address])
     result = asyncio.run(run(args))
     print(json.dumps(result), flush=True)  # noqa: T201
 

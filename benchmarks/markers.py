@@ -10,16 +10,15 @@ and latencies beyond one cycle stay unambiguous.
 
 from __future__ import annotations
 
-import fractions
 from dataclasses import dataclass, field
 
 import av
 import numpy as np
 
-RATE_HZ = 48_000
-FRAME_SAMPLES = 960  # 20 ms
-FRAME_S = FRAME_SAMPLES / RATE_HZ
-TIME_BASE = fractions.Fraction(1, RATE_HZ)
+from protocol.audio import FRAME_MS
+from relay.audio import WEBRTC_RATE_HZ, WEBRTC_TIME_BASE
+
+WEBRTC_FRAME_SAMPLES = WEBRTC_RATE_HZ * FRAME_MS // 1000  # 960: aiortc decodes to 48 kHz
 PERIOD_FRAMES = 5  # a marker every 100 ms
 BURST_FRAMES = 2  # 40 ms of tone
 CLASSES = 32
@@ -31,9 +30,9 @@ FADE_S = 0.001
 OPUS_BITRATE = 32_000
 
 ONSET_THRESHOLD = int(0.05 * 32768)  # 10 % of the burst's amplitude
-QUIET_BEFORE_ONSET = FRAME_SAMPLES  # 20 ms of quiet separates two bursts
+QUIET_BEFORE_ONSET = WEBRTC_FRAME_SAMPLES  # 20 ms of quiet separates two bursts
 WINDOW_SKIP = 240  # classify 5..25 ms after the onset, inside the burst
-WINDOW = FRAME_SAMPLES
+WINDOW = WEBRTC_FRAME_SAMPLES
 MIN_PEAK_SHARE = 0.5  # the winning tone must hold this share of the band's energy
 
 
@@ -44,12 +43,12 @@ def marker_hz(marker_class: int) -> float:
 def cycle_pcm(seed: int = 1) -> np.ndarray:
     """One cycle of marker audio, float in [-1, 1], mono 48 kHz."""
     rng = np.random.default_rng(seed)
-    signal = rng.uniform(-NOISE_AMPLITUDE, NOISE_AMPLITUDE, CYCLE_FRAMES * FRAME_SAMPLES)
-    burst = BURST_FRAMES * FRAME_SAMPLES
-    t = np.arange(burst) / RATE_HZ
-    fade = np.minimum(1.0, t / FADE_S) * np.minimum(1.0, (burst / RATE_HZ - t) / FADE_S)
+    signal = rng.uniform(-NOISE_AMPLITUDE, NOISE_AMPLITUDE, CYCLE_FRAMES * WEBRTC_FRAME_SAMPLES)
+    burst = BURST_FRAMES * WEBRTC_FRAME_SAMPLES
+    t = np.arange(burst) / WEBRTC_RATE_HZ
+    fade = np.minimum(1.0, t / FADE_S) * np.minimum(1.0, (burst / WEBRTC_RATE_HZ - t) / FADE_S)
     for marker_class in range(CLASSES):
-        start = marker_class * PERIOD_FRAMES * FRAME_SAMPLES
+        start = marker_class * PERIOD_FRAMES * WEBRTC_FRAME_SAMPLES
         tone = np.sin(2 * np.pi * marker_hz(marker_class) * t) * BURST_AMPLITUDE * fade
         signal[start : start + burst] = tone
     return np.asarray(signal, dtype=np.float64)
@@ -60,18 +59,19 @@ def encode_cycle(seed: int = 1) -> list[bytes]:
     pcm = (cycle_pcm(seed) * 32767).astype("<i2")
     encoder = av.CodecContext.create("libopus", "w")
     encoder.bit_rate = OPUS_BITRATE
-    encoder.format, encoder.layout, encoder.sample_rate = "s16", "mono", RATE_HZ
-    encoder.time_base = TIME_BASE
+    encoder.format, encoder.layout, encoder.sample_rate = "s16", "mono", WEBRTC_RATE_HZ
+    encoder.time_base = WEBRTC_TIME_BASE
     encoder.options = {"application": "voip"}
     packets: list[bytes] = []
     # Encode two cycles and keep the second: its first packets carry the tail of the first
     # cycle in the encoder's look-ahead, exactly as they will when the cycle repeats.
     for index in range(2 * CYCLE_FRAMES):
-        start = (index % CYCLE_FRAMES) * FRAME_SAMPLES
+        start = (index % CYCLE_FRAMES) * WEBRTC_FRAME_SAMPLES
         frame = av.AudioFrame.from_ndarray(
-            pcm[start : start + FRAME_SAMPLES].reshape(1, -1), format="s16", layout="mono"
+            pcm[start : start + WEBRTC_FRAME_SAMPLES].reshape(1, -1), format="s16", layout="mono"
         )
-        frame.sample_rate, frame.pts, frame.time_base = RATE_HZ, index * FRAME_SAMPLES, TIME_BASE
+        frame.sample_rate, frame.time_base = WEBRTC_RATE_HZ, WEBRTC_TIME_BASE
+        frame.pts = index * WEBRTC_FRAME_SAMPLES
         packets += [bytes(p) for p in encoder.encode(frame)]
     assert len(packets) >= 2 * CYCLE_FRAMES - 2, "Opus should give one packet per frame"
     return packets[-CYCLE_FRAMES:]
@@ -80,7 +80,7 @@ def encode_cycle(seed: int = 1) -> list[bytes]:
 def classify(window: np.ndarray) -> int | None:
     """The marker class of a 20 ms window inside a burst, or None if no class tone dominates."""
     spectrum = np.abs(np.fft.rfft(window * np.hanning(len(window)))) ** 2
-    bins = [round(marker_hz(c) * len(window) / RATE_HZ) for c in range(CLASSES)]
+    bins = [round(marker_hz(c) * len(window) / WEBRTC_RATE_HZ) for c in range(CLASSES)]
     power = np.array([spectrum[b - 1 : b + 2].sum() for b in bins])
     band = spectrum[bins[0] - 2 : bins[-1] + 3].sum()
     best = int(power.argmax())
@@ -124,8 +124,8 @@ class MarkerDetector:
         pcm = np.frombuffer(frame.planes[0], dtype=np.int16, count=frame.samples * channels)
         if channels > 1:
             pcm = pcm[::channels]
-        if frame.sample_rate != RATE_HZ:
-            raise ValueError(f"expected {RATE_HZ} Hz frames, got {frame.sample_rate}")
+        if frame.sample_rate != WEBRTC_RATE_HZ:
+            raise ValueError(f"expected {WEBRTC_RATE_HZ} Hz frames, got {frame.sample_rate}")
         self._feed(pcm, t)
 
     def _feed(self, pcm: np.ndarray, t: float) -> None:
@@ -134,7 +134,7 @@ class MarkerDetector:
             if loud.size:
                 first = int(loud[0])
                 if self._position + first - self._last_loud > QUIET_BEFORE_ONSET:
-                    self._onset_t = t + first / RATE_HZ
+                    self._onset_t = t + first / WEBRTC_RATE_HZ
                     self._segment, self._segment_samples = [pcm[first:]], len(pcm) - first
                 self._last_loud = self._position + int(loud[-1])
         else:

@@ -7,7 +7,10 @@ import asyncio
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from .markers import FRAME_S, FRAME_SAMPLES, TIME_BASE
+from protocol.audio import FRAME_S
+from relay.audio import WEBRTC_TIME_BASE
+
+from .markers import WEBRTC_FRAME_SAMPLES
 
 
 class PacedPacketTrack(MediaStreamTrack):
@@ -43,6 +46,7 @@ class PacedPacketTrack(MediaStreamTrack):
                 now = loop.time()
             self.lag_s.append(now - due)
         packet = av.Packet(self.payload(self._index, now))
-        packet.pts = self._index * FRAME_SAMPLES  # Opus's RTP clock is 48 kHz whatever it codes
-        packet.time_base = TIME_BASE
+        # Opus's RTP clock is 48 kHz, whatever rate it codes.
+        packet.pts = self._index * WEBRTC_FRAME_SAMPLES
+        packet.time_base = WEBRTC_TIME_BASE
         return packet

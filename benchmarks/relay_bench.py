@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import procstat, report
+from . import netns, procstat, report
 from .fleet import (
     READY_TIMEOUT_S,
     ROOT,
@@ -42,7 +42,6 @@ from .fleet import (
 from .scenarios import RELAY_VARIANTS, SCENARIOS, Scenario, Target
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-NETNS_ENV = "VOICE_RELAY_BENCH_IN_NETNS"
 
 
 @dataclass
@@ -278,27 +277,6 @@ def git_revision() -> str:
 # -- command line ------------------------------------------------------------------------------
 
 
-def in_loopback_only_netns() -> bool:
-    with open("/proc/net/dev") as f:  # per network namespace, unlike /sys/class/net
-        names = [line.split(":")[0].strip() for line in f.readlines()[2:]]
-    return names == ["lo"]
-
-
-def reexec_in_netns() -> None:
-    """Re-run this command in a new network namespace with only `lo`, brought up."""
-    unshare = shutil.which("unshare")
-    if unshare is None or shutil.which("ip") is None:
-        sys.exit("relay_bench: needs unshare (util-linux) and ip (iproute2), or --no-netns")
-    flags = "-n" if os.geteuid() == 0 else "-rn"
-    script = 'ip link set lo up && exec "$@"'
-    os.environ[NETNS_ENV] = "1"
-    os.execv(
-        unshare,
-        [unshare, flags, "sh", "-c", script, "sh", sys.executable, "-m", "benchmarks.relay_bench"]
-        + sys.argv[1:],
-    )
-
-
 def parse_args(argv: list[str] | None) -> tuple[Options, bool]:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.relay_bench", description=(__doc__ or "").split("\n\n")[0]
@@ -381,8 +359,8 @@ def parse_args(argv: list[str] | None) -> tuple[Options, bool]:
 
 def main(argv: list[str] | None = None) -> int:
     opts, want_netns = parse_args(argv)
-    if want_netns and not os.environ.get(NETNS_ENV) and not in_loopback_only_netns():
-        reexec_in_netns()
+    if want_netns:
+        netns.enter_loopback_only("benchmarks.relay_bench")
     if opts.client_cpu is not None:
         os.sched_setaffinity(0, {opts.client_cpu})
     if opts.nice:

@@ -2,7 +2,9 @@
 
 from .backends import BackendConfig, RealtimeClient
 from .errors import BackendError, PolicyViolation, RelayError, SessionNotFound, SignallingError
-from .peer import IceServerConfig, parse_offer, use_host_addresses
+from .events import EndReason
+from .media import MediaOptions
+from .peer import IceServerConfig, parse_offer
 from .playout import PlayoutTrack
 from .registry import SessionRegistry
 from .session import Session, SessionOptions
@@ -10,7 +12,9 @@ from .session import Session, SessionOptions
 __all__ = [
     "BackendConfig",
     "BackendError",
+    "EndReason",
     "IceServerConfig",
+    "MediaOptions",
     "PlayoutTrack",
     "PolicyViolation",
     "RealtimeClient",
@@ -21,5 +25,4 @@ __all__ = [
     "SessionRegistry",
     "SignallingError",
     "parse_offer",
-    "use_host_addresses",
 ]

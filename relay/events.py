@@ -1,4 +1,8 @@
-"""Events the relay sends to the page over the data channel (JSON objects with a `type`)."""
+"""Events the relay sends to the page over the data channel (JSON objects with a `type`).
+
+The page words every message itself: errors and endings carry codes, and `detail` is raw text
+(an exception, the backend's own message), never a sentence built here.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,24 @@ class State(StrEnum):
     USER_SPEAKING = "user_speaking"
     ASSISTANT_SPEAKING = "assistant_speaking"
     ENDED = "ended"
+
+
+class ErrorCode(StrEnum):
+    BACKEND_UNAVAILABLE = "backend_unavailable"  # detail: why the backend could not be reached
+    BACKEND_ERROR = "backend_error"  # detail: the backend's raw message
+    INVALID_CLIENT_EVENT = "invalid_client_event"  # detail: what is wrong with the page's message
+
+
+class EndReason(StrEnum):
+    HANGUP = "hangup"
+    PEER_CLOSED = "peer_closed"
+    ICE_FAILED = "ice_failed"
+    BACKEND_CLOSED = "backend_closed"
+    BACKEND_ERROR = "backend_error"
+    MAX_DURATION = "max_duration"
+    SERVER_SHUTDOWN = "server_shutdown"
+    INTERNAL_ERROR = "internal_error"
+    BAD_OFFER = "bad_offer"  # negotiation failed: the page only sees the HTTP error
 
 
 def state_event(state: State) -> PageEvent:
@@ -40,9 +62,9 @@ def interrupted_event(item_id: str | None, played_ms: int) -> PageEvent:
     return {"type": "interrupted", "item_id": item_id, "played_ms": played_ms}
 
 
-def error_event(code: str, message: str) -> PageEvent:
-    return {"type": "error", "code": code, "message": message}
+def error_event(code: ErrorCode, detail: str) -> PageEvent:
+    return {"type": "error", "code": code.value, "detail": detail}
 
 
 def ended_event(reason: str) -> PageEvent:
-    return {"type": "ended", "reason": reason}
+    return {"type": "ended", "reason": str(reason)}

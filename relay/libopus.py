@@ -1,6 +1,6 @@
 """libopus through ctypes: mono Opus at the model's 24 kHz, encoded and decoded without PyAV.
 
-PyAV's Opus decoder always outputs 48 kHz (the model then needs a resampler) and its encoder
+PyAV's Opus decoder always outputs 48 kHz (24 kHz then needs a resampler) and its encoder
 goes through AudioFrame and codec-context machinery; per 20 ms frame that costs about twice
 what libopus itself does. libopus decodes straight to 24 kHz mono and encodes from it. The
 library is the one PyAV's wheel ships (the same code aiortc uses), else the system's `libopus`.

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import aioice.ice
 from aiortc import (
     RTCConfiguration,
     RTCIceServer,
@@ -16,10 +15,10 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamTrack
 
+from . import upstream
 from .errors import SignallingError
 
 MAX_SDP_BYTES = 32 * 1024
-_aioice_host_addresses = aioice.ice.get_host_addresses
 
 
 @dataclass(frozen=True)
@@ -27,23 +26,6 @@ class IceServerConfig:
     urls: str | list[str]
     username: str | None = None
     credential: str | None = None
-
-
-def use_host_addresses(addresses: Sequence[str]) -> None:
-    """Gather host candidates only on `addresses` (all interfaces when empty).
-
-    aioice has no option for this and always leaves out loopback; its module-level lookup is
-    the seam (tests and loopback-only deployments use 127.0.0.1). Process-wide by nature.
-    """
-    if not addresses:
-        aioice.ice.get_host_addresses = _aioice_host_addresses
-        return
-    chosen = list(addresses)
-
-    def get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-        return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
-
-    aioice.ice.get_host_addresses = get_host_addresses
 
 
 def add_opus_audio(pc: RTCPeerConnection, track: MediaStreamTrack) -> RTCRtpTransceiver:
@@ -56,10 +38,32 @@ def add_opus_audio(pc: RTCPeerConnection, track: MediaStreamTrack) -> RTCRtpTran
     return transceiver
 
 
-def create_peer_connection(ice_servers: Sequence[IceServerConfig]) -> RTCPeerConnection:
+class RelayPeerConnection(RTCPeerConnection):
+    """An RTCPeerConnection that gathers host candidates on its own `host_addresses`.
+
+    Empty: aioice's choice, every interface but loopback (tests and loopback-only deployments
+    give 127.0.0.1). Per connection: aiortc gathers inside setLocalDescription.
+    """
+
+    def __init__(self, configuration: RTCConfiguration, host_addresses: Sequence[str] = ()) -> None:
+        super().__init__(configuration)
+        self.host_addresses = tuple(host_addresses)
+
+    async def setLocalDescription(
+        self, sessionDescription: RTCSessionDescription | None = None
+    ) -> None:
+        with upstream.gathering_on(self.host_addresses):
+            await super().setLocalDescription(sessionDescription)
+
+
+def create_peer_connection(
+    ice_servers: Sequence[IceServerConfig], host_addresses: Sequence[str] = ()
+) -> RTCPeerConnection:
+    """A peer connection with exactly `ice_servers`, gathering host candidates on
+    `host_addresses` (every interface but loopback when empty)."""
     # An explicit list, even empty: with none aiortc would add a public STUN server.
     servers = [RTCIceServer(s.urls, s.username, s.credential) for s in ice_servers]
-    return RTCPeerConnection(RTCConfiguration(iceServers=servers))
+    return RelayPeerConnection(RTCConfiguration(iceServers=servers), host_addresses)
 
 
 def parse_offer(sdp: str, kind: str = "offer") -> RTCSessionDescription:

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from av import Packet
+from av import AudioFrame, Packet
 
 from protocol.audio import BYTES_PER_MS, FRAME_BYTES, FRAME_S, FRAME_SAMPLES
 
+from .audio import WebRtcResampler
+from .media import MediaOptions
 from .opus import PlayoutEncoder
 
 logger = logging.getLogger(__name__)
@@ -52,7 +54,8 @@ class PlayoutTrack(MediaStreamTrack):
     """Sends one 20 ms Opus packet on schedule: buffered model audio, else silence.
 
     `next_pcm` is the paced pcm16 24 kHz stream; `recv` (aiortc's sender) encodes it here, so
-    aiortc sends the packets as they are.
+    aiortc sends the packets as they are (with `options.opus_packets` off: 48 kHz frames that
+    aiortc encodes).
     """
 
     kind = "audio"
@@ -61,9 +64,12 @@ class PlayoutTrack(MediaStreamTrack):
         self,
         on_item_started: Callable[[str | None], None] | None = None,
         on_drained: Callable[[], None] | None = None,
+        options: MediaOptions = MediaOptions(),
     ) -> None:
         super().__init__()
-        self._encoder = PlayoutEncoder()
+        self._options = options
+        self._encoder = PlayoutEncoder() if options.opus_packets else None
+        self._to_webrtc = None if options.opus_packets else WebRtcResampler()
         self._segments: deque[tuple[ItemPlayout, bytes]] = deque()
         self._head_offset = 0
         self._buffered_bytes = 0
@@ -84,11 +90,6 @@ class PlayoutTrack(MediaStreamTrack):
     @property
     def buffered_ms(self) -> int:
         return self._buffered_bytes // BYTES_PER_MS
-
-    @property
-    def current_item(self) -> ItemPlayout | None:
-        """The item being played, or the last one played if nothing is playing."""
-        return self._current
 
     @property
     def is_playing(self) -> bool:
@@ -122,8 +123,11 @@ class PlayoutTrack(MediaStreamTrack):
         self._buffered_bytes = 0
         return self._current
 
-    async def recv(self) -> Packet[Any]:
+    async def recv(self) -> Packet[Any] | AudioFrame:
         pcm = await self.next_pcm()
+        if self._encoder is None:
+            assert self._to_webrtc is not None
+            return self._to_webrtc.frame(pcm, self._pts)
         return self._encoder.encode(pcm, self._pts, silent=pcm is SILENCE)
 
     async def next_pcm(self) -> bytes:
@@ -149,6 +153,8 @@ class PlayoutTrack(MediaStreamTrack):
 
     def _has_spare_audio(self) -> bool:
         """True when this frame may go out early: the buffer has kept a frame it never needed."""
+        if not self._options.catch_up:
+            return False
         if CATCH_UP_MIN_MS * BYTES_PER_MS <= self._buffered_bytes <= CATCH_UP_MAX_MS * BYTES_PER_MS:
             self._spare_frames += 1
         else:
@@ -158,6 +164,9 @@ class PlayoutTrack(MediaStreamTrack):
 
     async def _sleep(self, loop: asyncio.AbstractEventLoop, delay: float) -> bool:
         """Wait `delay` seconds; True if audio arrived after an underrun and ended it sooner."""
+        if not self._options.wake_on_audio:
+            await asyncio.sleep(delay)
+            return False
         wake: asyncio.Future[bool] = loop.create_future()
         self._wake = wake
         timer = loop.call_later(delay, _resolve, wake, False)

@@ -1,15 +1,20 @@
-"""Which events a page may send over the data channel, checked before anything reaches a model."""
+"""Which messages a page may send over the data channel, checked before anything reaches a model."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Literal
+
+from protocol.events import ClientEvent
 
 from .errors import PolicyViolation
 
 MAX_MESSAGE_BYTES = 8 * 1024
 MAX_TEXT_CHARS = 2_000
+TEXT = "text"
+INTERRUPT = "interrupt"
+# The page may also say `response.cancel`, as a realtime client would; it means interrupt.
+ALLOWED_TYPES: tuple[str, ...] = (TEXT, INTERRUPT, ClientEvent.RESPONSE_CANCEL)
 
 
 @dataclass(frozen=True)
@@ -24,15 +29,10 @@ class Interrupt:
     """Stop the assistant now (button, or `response.cancel`)."""
 
 
-ClientEvent = TextMessage | Interrupt
-ALLOWED_TYPES: tuple[Literal["text", "interrupt", "response.cancel"], ...] = (
-    "text",
-    "interrupt",
-    "response.cancel",
-)
+PageMessage = TextMessage | Interrupt
 
 
-def parse_client_event(message: str | bytes) -> ClientEvent:
+def parse_page_message(message: str | bytes) -> PageMessage:
     """Parse one data channel message; raises PolicyViolation saying what is wrong."""
     if len(message) > MAX_MESSAGE_BYTES:
         raise PolicyViolation(f"message too large (limit {MAX_MESSAGE_BYTES} bytes)")
@@ -43,14 +43,14 @@ def parse_client_event(message: str | bytes) -> ClientEvent:
     if not isinstance(event, dict):
         raise PolicyViolation("message must be a JSON object")
     kind = event.get("type")
-    if kind == "text":
+    if kind == TEXT:
         text = event.get("text")
         if not isinstance(text, str) or not text.strip():
             raise PolicyViolation("a text message needs a non-empty 'text'")
         if len(text) > MAX_TEXT_CHARS:
             raise PolicyViolation(f"text is too long (limit {MAX_TEXT_CHARS} characters)")
         return TextMessage(text.strip())
-    if kind in ("interrupt", "response.cancel"):
+    if kind in (INTERRUPT, ClientEvent.RESPONSE_CANCEL):
         return Interrupt()
     allowed = ", ".join(ALLOWED_TYPES)
     raise PolicyViolation(f"event type {kind!r} is not allowed here (allowed: {allowed})")

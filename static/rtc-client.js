@@ -15,11 +15,24 @@ const STABLE_CONNECTION_MS = 30_000;
 // Server end reasons that are a normal end of the conversation, not a dropped connection.
 const FINAL_END_REASONS = new Set(["hangup", "max_duration"]);
 
+// getUserMedia's error names (DOMException) and our codes for them; others are `mic_error`.
+const MIC_ERRORS = new Map([
+  ["NotAllowedError", "mic_denied"],
+  ["SecurityError", "mic_denied"],
+  ["NotFoundError", "no_mic"],
+  ["OverconstrainedError", "no_mic"],
+  ["NotReadableError", "mic_busy"],
+  ["AbortError", "mic_busy"],
+]);
+
+// A failure to start a conversation: a code (messages.js has its words) and the raw `detail`
+// behind it (the server's message, the browser's error name), never words of our own.
 export class RelayError extends Error {
-  constructor(code, message, { status = null, retryAfterS = null } = {}) {
-    super(message);
+  constructor(code, { detail = "", status = null, retryAfterS = null } = {}) {
+    super(detail ? `${code}: ${detail}` : code);
     this.name = "RelayError";
     this.code = code;
+    this.detail = detail;
     this.status = status;
     this.retryAfterS = retryAfterS;
   }
@@ -51,7 +64,7 @@ export class RelayClient extends EventTarget {
   // The client owns the stream from here on: close() stops its tracks.
   async connect(stream) {
     if (!window.RTCPeerConnection) {
-      throw new RelayError("no_webrtc", "This browser does not support WebRTC.");
+      throw new RelayError("no_webrtc");
     }
     this.#closed = false;
     this.#reconnectsLeft = this.reconnects;
@@ -137,13 +150,15 @@ export class RelayClient extends EventTarget {
         headers: { "Content-Type": "application/json" },
         body: JSON.stringify({ ...this.extraBody, sdp, type: "offer" }),
       });
-    } catch {
-      throw new RelayError("network", "The server could not be reached.");
+    } catch (error) {
+      throw new RelayError("network", { detail: error.message });
     }
     const body = await response.json().catch(() => ({}));
     if (!response.ok) {
+      // The server always answers {"error": {code, message}}; a proxy's own page does not.
       const error = body.error ?? {};
-      throw new RelayError(error.code ?? `http_${response.status}`, error.message ?? response.statusText, {
+      throw new RelayError(error.code ?? `http_${response.status}`, {
+        detail: error.message ?? `${response.status} ${response.statusText}`.trim(),
         status: response.status,
         retryAfterS: parseRetryAfter(response.headers.get("Retry-After")),
       });
@@ -242,7 +257,7 @@ function deleteSession(sessionsUrl, sessionId) {
 }
 
 function abortedError() {
-  return new RelayError("aborted", "The conversation was ended while connecting.");
+  return new RelayError("aborted");
 }
 
 // Retry-After is either delta-seconds or an HTTP date (RFC 9110 §10.2.3).
@@ -256,29 +271,14 @@ export function parseRetryAfter(value) {
 
 export async function openMicrophone() {
   if (!navigator.mediaDevices?.getUserMedia) {
-    const insecure = !window.isSecureContext;
-    throw new RelayError(
-      insecure ? "insecure_context" : "no_webrtc",
-      insecure
-        ? "The microphone needs a secure page: open this site over HTTPS (or on localhost)."
-        : "This browser cannot use a microphone.",
-    );
+    throw new RelayError(window.isSecureContext ? "no_webrtc" : "insecure_context");
   }
   try {
     return await navigator.mediaDevices.getUserMedia({
       audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
     });
   } catch (error) {
-    if (error.name === "NotAllowedError" || error.name === "SecurityError") {
-      throw new RelayError("mic_denied", "Microphone access was denied. Allow it in the browser and try again.");
-    }
-    if (error.name === "NotFoundError" || error.name === "OverconstrainedError") {
-      throw new RelayError("no_mic", "No microphone was found. Connect one and try again.");
-    }
-    if (error.name === "NotReadableError" || error.name === "AbortError") {
-      throw new RelayError("mic_busy", "The microphone is busy or could not start.");
-    }
-    throw new RelayError("mic_error", `The microphone could not be opened (${error.name}).`);
+    throw new RelayError(MIC_ERRORS.get(error.name) ?? "mic_error", { detail: error.name });
   }
 }
 

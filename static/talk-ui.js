@@ -123,7 +123,7 @@ export class TalkUI extends EventTarget {
     const message = text.trim();
     if (!message) return false;
     if (!this.client?.sendText(message)) {
-      this.#showAlert(["error.not_connected"]);
+      this.#showAlert(errorMessage({ code: "not_connected" }));
       return false;
     }
     this.log.typed(message);
@@ -221,7 +221,7 @@ export class TalkUI extends EventTarget {
     this.outputMeter.attach(stream);
     player.play().catch((error) => {
       if (error.name !== "NotAllowedError") return;
-      this.#showAlert(["error.autoplay"], ["alert.play", () => player.play().catch(() => {})]);
+      this.#showAlert(errorMessage({ code: "autoplay" }), ["alert.play", () => player.play().catch(() => {})]);
     });
   }
 
@@ -290,11 +290,14 @@ export class TalkUI extends EventTarget {
     tonePanel.hidden = cues.length === 0;
   }
 
-  // Shows [key, params] in the alert, with an optional [labelKey, handler] action button.
-  #showAlert([key, params], action) {
-    const { alert, alertText, alertAction } = this.view;
+  // Shows a message of messages.js (words, and the raw detail as it came) in the alert, with an
+  // optional [labelKey, handler] action button.
+  #showAlert({ code, key, params, detail }, action) {
+    const { alert, alertText, alertDetail, alertAction } = this.view;
     this.i18n.text(alertText, key, params);
-    alert.dataset.code = key;
+    alertDetail.textContent = detail ?? "";
+    alertDetail.hidden = !detail;
+    alert.dataset.code = code;
     this.#alertAction = action?.[1] ?? null;
     alertAction.hidden = !action;
     if (action) this.i18n.text(alertAction, action[0]);
@@ -302,9 +305,10 @@ export class TalkUI extends EventTarget {
   }
 
   #clearAlert() {
-    const { alert, alertText } = this.view;
+    const { alert, alertText, alertDetail } = this.view;
     alert.hidden = true;
     alertText.textContent = "";
+    alertDetail.textContent = "";
     delete alert.dataset.code;
     this.#alertAction = null;
   }
@@ -328,6 +332,6 @@ export class TalkUI extends EventTarget {
     else if (!navigator.mediaDevices?.getUserMedia) code = window.isSecureContext ? "no_webrtc" : "insecure_context";
     if (!code) return;
     this.view.callButton.disabled = true;
-    this.#showAlert([`error.${code}`]);
+    this.#showAlert(errorMessage({ code }));
   }
 }

@@ -24,6 +24,8 @@ export function buildTalkView(i18n, { compact = false, actions }) {
   v.callButton = h("button", { type: "button", class: "call", onclick: actions.toggle });
 
   v.alertText = h("p", { class: "alert__text" });
+  // The server's or browser's own text behind the words, as it came (not translated).
+  v.alertDetail = h("p", { class: "alert__detail", hidden: true });
   v.alertAction = h("button", {
     type: "button",
     class: "button button--small",
@@ -32,7 +34,8 @@ export function buildTalkView(i18n, { compact = false, actions }) {
   });
   const dismiss = h("button", { type: "button", class: "alert__close", onclick: actions.dismiss }, icon(ICONS.close));
   i18n.attr(dismiss, "aria-label", "alert.dismiss");
-  v.alert = h("div", { class: "alert", role: "alert", hidden: true }, v.alertText, v.alertAction, dismiss);
+  const alertBody = h("div", { class: "alert__body" }, v.alertText, v.alertDetail);
+  v.alert = h("div", { class: "alert", role: "alert", hidden: true }, alertBody, v.alertAction, dismiss);
 
   const meter = (key, kind) =>
     h(

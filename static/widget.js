@@ -107,7 +107,8 @@
     const message = event.data?.voiceRelay;
     if (event.origin !== origin || !frame || event.source !== frame.contentWindow || !message) return;
     if (message.type === "state") {
-      const live = !["idle", "ended", "error"].includes(message.state);
+      // The talk UI's states (talk-ui.js): every one but these is part of a call.
+      const live = !["idle", "ended"].includes(message.state);
       launcher.toggleAttribute("data-live", live);
     }
   });

@@ -1,4 +1,4 @@
-"""Shared fixtures: a live app on 127.0.0.1, shortened ICE timers, loopback-only candidates."""
+"""Shared fixtures: a live app on 127.0.0.1 (host candidates there only), shortened ICE timers."""
 
 from __future__ import annotations
 
@@ -16,20 +16,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from relay import SessionRegistry, use_host_addresses
+from relay import MediaOptions, SessionRegistry
 from web.app import create_app
 from web.server import RelayServer
 from web.settings import Settings
 
-LOOPBACK = "127.0.0.1"
-
-
-@pytest.fixture(autouse=True, scope="session")
-def loopback_candidates() -> Iterator[None]:
-    # Test peers, like the app, gather host candidates on 127.0.0.1 only.
-    use_host_addresses([LOOPBACK])
-    yield
-    use_host_addresses([])
+from .media import LOOPBACK
 
 
 @pytest.fixture
@@ -70,7 +62,9 @@ class LiveServer:
 
 
 @asynccontextmanager
-async def live_app(**overrides: Any) -> AsyncIterator[LiveServer]:
+async def live_app(
+    media: MediaOptions = MediaOptions(), **overrides: Any
+) -> AsyncIterator[LiveServer]:
     """The whole app served by uvicorn on a free port of 127.0.0.1, in this event loop."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -78,7 +72,7 @@ async def live_app(**overrides: Any) -> AsyncIterator[LiveServer]:
     port = sock.getsockname()[1]
     data_dir = tempfile.TemporaryDirectory(prefix="voice-relay-test-")
     overrides.setdefault("data_dir", Path(data_dir.name))
-    app = create_app(make_settings(port=port, **overrides))
+    app = create_app(make_settings(port=port, **overrides), media=media)
     server = RelayServer(app, log_level="warning", lifespan="on")
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

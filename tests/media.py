@@ -14,9 +14,13 @@ import numpy as np
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from protocol.audio import FRAME_S, PCM_RATE_HZ
-from relay.audio import ModelResampler, pcm_frame
+from protocol.audio import FRAME_BYTES, FRAME_S, FRAME_SAMPLES, PCM_RATE_HZ
+from relay.audio import FrameResampler, pcm_frame
+from relay.media import MediaOptions
 from relay.peer import create_peer_connection
+from relay.playout import PlayoutTrack
+
+LOOPBACK = "127.0.0.1"  # test peers, like the app under test, gather host candidates only here
 
 
 def samples(pcm: bytes) -> np.ndarray:
@@ -40,46 +44,36 @@ def envelope_correlation(sent: bytes, received: bytes) -> float:
 
 
 class SpeechTrack(MediaStreamTrack):
-    """Plays pcm16 24 kHz audio in paced 20 ms frames, then silence forever (as a live mic)."""
+    """Plays pcm16 24 kHz audio in paced 20 ms frames, then silence forever (as a live mic).
+
+    Paced by the relay's own playout, as a plain real-time stream (no wake, no catch-up).
+    """
 
     kind = "audio"
 
     def __init__(self, pcm: bytes = b"", leading_silence_s: float = 0.5) -> None:
         super().__init__()
-        self._pcm = bytes(int(leading_silence_s * PCM_RATE_HZ) * 2) + pcm
-        self._offset = 0
-        self._pts = 0
-        self._start: float | None = None
         self.finished = asyncio.Event()
-
-    def play(self, pcm: bytes) -> None:
-        """Queue more audio after what is still to play."""
-        self._pcm = self._pcm[self._offset :] + pcm
-        self._offset = 0
-        self.finished.clear()
+        plain = MediaOptions(wake_on_audio=False, catch_up=False)
+        self._paced = PlayoutTrack(on_drained=self.finished.set, options=plain)
+        self._paced.push(None, bytes(int(leading_silence_s * PCM_RATE_HZ) * 2) + pcm)
+        self._pts = -FRAME_SAMPLES
 
     async def recv(self) -> av.AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        loop = asyncio.get_running_loop()
-        if self._start is None:
-            self._start = loop.time()
-        else:
-            self._pts += 480
-            await asyncio.sleep(max(0.0, self._start + self._pts / PCM_RATE_HZ - loop.time()))
-        chunk = self._pcm[self._offset : self._offset + 960]
-        self._offset += len(chunk)
-        if len(chunk) < 960:
-            self.finished.set()
-            chunk += bytes(960 - len(chunk))
-        return pcm_frame(chunk, self._pts)
+        pcm = await self._paced.next_pcm()  # MediaStreamError once stopped
+        self._pts += FRAME_SAMPLES
+        return pcm_frame(pcm, self._pts)
+
+    def stop(self) -> None:
+        super().stop()
+        self._paced.stop()
 
 
 class ClientPeer:
     """A real aiortc peer acting as a browser: sends a track, records audio and events."""
 
     def __init__(self, track: MediaStreamTrack | None = None, data_channel: bool = True) -> None:
-        self.pc: RTCPeerConnection = create_peer_connection([])
+        self.pc: RTCPeerConnection = create_peer_connection([], host_addresses=[LOOPBACK])
         self.track = track or SpeechTrack()
         self.pc.addTrack(self.track)
         self.received = bytearray()
@@ -96,7 +90,7 @@ class ClientPeer:
         self._recorder = asyncio.create_task(self._record(track))
 
     async def _record(self, track: MediaStreamTrack) -> None:
-        resampler = ModelResampler()
+        resampler = FrameResampler()
         loop = asyncio.get_running_loop()
         try:
             while True:
@@ -129,7 +123,7 @@ class ClientPeer:
         return [e for e in self.events if e.get("type") == kind]
 
     def received_since(self, seconds: float) -> bytes:
-        return bytes(self.received[-int(seconds / FRAME_S) * 960 :])
+        return bytes(self.received[-int(seconds / FRAME_S) * FRAME_BYTES :])
 
     async def close(self) -> None:
         await self.pc.close()

@@ -21,6 +21,9 @@ class RecordingServer:
 
     dialect: str
     url: str = ""
+    # What `session.created` reports; `session.updated` echoes each update when `echo_updates`.
+    created_session: dict[str, Any] = field(default_factory=lambda: {"id": "sess_test"})
+    echo_updates: bool = True
     received: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
@@ -33,13 +36,13 @@ class RecordingServer:
         self.headers.append(dict(ws.request.headers.raw_items()))
         self.paths.append(ws.request.path)
         self.connection = ws
-        await self.send({"type": "session.created", "session": {"id": "sess_test", "model": "m"}})
+        await self.send({"type": "session.created", "session": self.created_session})
         self.connected.set()
         async for message in ws:
             event = json.loads(message)
             self.received.append(event)
             self.new_event.set()
-            if event["type"] == "session.update":
+            if event["type"] == "session.update" and self.echo_updates:
                 await self.send({"type": "session.updated", "session": event["session"]})
 
     async def send(self, event: dict[str, Any]) -> None:
@@ -85,8 +88,8 @@ class RecordingServer:
 
 
 @asynccontextmanager
-async def recording_server(dialect: str) -> AsyncIterator[RecordingServer]:
-    recorder = RecordingServer(dialect)
+async def recording_server(dialect: str, **options: Any) -> AsyncIterator[RecordingServer]:
+    recorder = RecordingServer(dialect, **options)
     async with serve(recorder.handler, "127.0.0.1", 0) as server:
         port = next(iter(server.sockets)).getsockname()[1]
         recorder.url = f"ws://127.0.0.1:{port}/v1/realtime"

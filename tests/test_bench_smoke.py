@@ -2,6 +2,7 @@
 
 - markers survive an Opus round trip: every burst is found, numbered and timed, lost ones count
   as lost (unit);
+- each relay variant turns off exactly its one MediaOptions field (unit);
 - `python -m benchmarks.relay_bench --quick` starts the floor echo, `voice-relay backend` and
   the relay, drives real peers through them, stops by itself and writes JSON whose fields are
   present and plausible. No timing thresholds: this machine is shared and noisy;
@@ -11,6 +12,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -22,6 +24,9 @@ from aiortc.codecs.opus import OpusDecoder
 from aiortc.jitterbuffer import JitterFrame
 
 from benchmarks.markers import CYCLE_FRAMES, PERIOD_FRAMES, MarkerDetector, MarkerLog, encode_cycle
+from benchmarks.scenarios import RELAY_VARIANTS
+from benchmarks.variants import VARIANTS, media_options
+from relay import MediaOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,6 +53,17 @@ def test_markers_are_found_numbered_and_timed_after_opus() -> None:
     assert found in (expected, expected[:-1])  # the last burst may be cut by the end
     for arrival in detector.arrivals:
         assert 0.120 <= arrival.latency_s < 0.130  # + Opus look-ahead, to the sample
+
+
+@pytest.mark.unit
+def test_each_relay_variant_turns_off_one_media_option() -> None:
+    product = dataclasses.asdict(MediaOptions())
+    assert all(product.values())  # every option on: the product
+    for name in RELAY_VARIANTS:
+        changed = dataclasses.asdict(media_options(name))
+        assert [k for k in product if changed[k] != product[k]] == list(VARIANTS[name])
+    both = media_options("aiortc-encoder+no-catch-up")
+    assert (both.opus_packets, both.catch_up, both.loop_decoder) == (False, False, True)
 
 
 def run_bench(out: Path, *args: str) -> tuple[str, dict[str, Any]]:

@@ -1,8 +1,9 @@
 """The embeddable widget in a real browser, on host pages served from other origins.
 
 Pins: a host page on an allowed origin opens the widget and holds a conversation with the local
-backend through the iframe; a host page on another origin cannot frame the demo (CSP
-frame-ancestors) and cannot start a session with it (Origin check).
+backend through the iframe, whose states (live, ended) the launcher shows; a host page on
+another origin cannot frame the demo (CSP frame-ancestors) and cannot start a session with it
+(Origin check).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from starlette.routing import Route
 
 from web.links import LinkCreate, Persona
 
-from .browser import ARTIFACTS_DIR, UI_TIMEOUT_MS, chromium
+from .browser import UI_TIMEOUT_MS, artifact, chromium
 from .conftest import LOOPBACK, LiveServer, wait_until
 from .speech import speech_wav
 
@@ -97,11 +98,18 @@ async def test_widget_on_an_allowed_origin_holds_a_conversation(
         await expect(frame.locator(".msg--assistant .msg__text").first).to_have_text(
             "(echo)", timeout=60_000
         )
-        # The iframe tells the widget a conversation is live.
+        # The iframe tells the widget a conversation is live, and when it has ended.
         await expect(launcher).to_have_attribute("data-live", "")
-        ARTIFACTS_DIR.mkdir(exist_ok=True)
-        await page.screenshot(path=str(ARTIFACTS_DIR / "widget.png"))
+        await page.screenshot(path=artifact("widget.png"))
         assert len(live_server.registry) == 1
+        await frame.get_by_role("button", name="End conversation").click()
+        await expect(launcher).not_to_have_attribute("data-live", "")
+        await wait_until(lambda: len(live_server.registry) == 0, timeout_s=10)
+        # talk-ui.js takes a second click within 400 ms for a double click and ignores it.
+        await page.wait_for_timeout(500)
+        await frame.get_by_role("button", name="Start conversation").click()
+        await expect(launcher).to_have_attribute("data-live", "")
+        await wait_until(lambda: len(live_server.registry) == 1, timeout_s=10)
         # Closing the panel removes the iframe: its page hangs up and frees the session.
         await page.locator("[data-voice-relay-widget] .close").click()
         await expect(page.locator("[data-voice-relay-widget] iframe")).to_have_count(0)

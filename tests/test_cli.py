@@ -25,6 +25,7 @@ import pytest
 import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 
+from benchmarks.fleet import Server, free_port, stop, wait_listening
 from web.cli import create_backend_app, main
 
 from .conftest import LOOPBACK, live_app, wait_until
@@ -34,12 +35,6 @@ from .speech import tone
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
 
 
 async def next_of(ws: ClientConnection, kind: str, timeout_s: float = 5.0) -> dict[str, Any]:
@@ -60,35 +55,14 @@ async def backend_process(port: int) -> AsyncIterator[asyncio.subprocess.Process
     try:
         yield process
     finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), 10)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-
-
-async def wait_for_port(port: int, process: asyncio.subprocess.Process) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 20
-    while True:
-        assert process.returncode is None, "voice-relay backend exited early"
-        try:
-            _, writer = await asyncio.open_connection(LOOPBACK, port)
-            writer.close()
-            await writer.wait_closed()
-            return
-        except OSError:
-            assert loop.time() < deadline, "voice-relay backend did not start listening"
-            await asyncio.sleep(0.05)
+        await stop(process)
 
 
 async def test_cli_backend_serves_only_the_realtime_endpoint() -> None:
     port = free_port()
     async with backend_process(port) as process:
-        await wait_for_port(port, process)
         url = f"ws://{LOOPBACK}:{port}/v1/realtime?model=loopback"
+        await wait_listening(Server("voice-relay backend", "backend", process, url), port)
         async with connect(url) as ws:
             created = await next_of(ws, "session.created")
             assert created["session"]["model"] == "loopback"

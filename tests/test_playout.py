@@ -7,8 +7,10 @@ from fractions import Fraction
 
 import pytest
 from aiortc.mediastreams import MediaStreamError
+from av import AudioFrame
 
 from protocol.audio import FRAME_BYTES, PCM_RATE_HZ
+from relay.media import MediaOptions
 from relay.playout import PlayoutTrack
 
 from .speech import tone
@@ -31,6 +33,18 @@ async def test_playout_paces_frames_at_20_ms() -> None:
     assert [p.pts for p in packets] == [480 * i for i in range(1, 11)]
     assert all(p.time_base == Fraction(1, PCM_RATE_HZ) for p in packets)
     assert 0.18 <= elapsed <= 0.4
+
+
+async def test_playout_without_opus_packets_sends_48_khz_frames_for_aiortc() -> None:
+    track = PlayoutTrack(options=MediaOptions(opus_packets=False))
+    pcm = tone(40)
+    track.push("a", pcm)
+    frames = [await track.recv() for _ in range(3)]
+    assert all(isinstance(f, AudioFrame) for f in frames)
+    assert [(f.sample_rate, f.samples) for f in frames] == [(48_000, 960)] * 3  # type: ignore[union-attr]
+    assert [f.pts for f in frames] == [0, 960, 1920]
+    assert all(f.time_base == Fraction(1, 48_000) for f in frames)
+    track.stop()
 
 
 async def test_playout_plays_queued_audio_in_order_and_counts_sent_ms() -> None:

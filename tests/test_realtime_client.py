@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+from typing import Any
 
 import pytest
 
+from protocol.events import ServerEvent
 from relay.backends import BackendConfig, RealtimeClient, dialect_for
 from relay.backends.client import MAX_PENDING_AUDIO_BYTES
 from relay.errors import BackendError
 
+from .local_backend import serve_backend
 from .realtime_server import recording_server
 
 pytestmark = pytest.mark.integration
@@ -58,3 +61,42 @@ async def test_client_refused_connection_is_a_backend_error() -> None:
     )
     with pytest.raises(BackendError, match="unreachable"):
         await asyncio.wait_for(client.connect(), 15)
+
+
+async def test_client_takes_the_vad_silence_from_the_session_the_local_server_reports() -> None:
+    async with serve_backend() as backend:
+        for configured, reported in [(None, 500), (650, 650)]:
+            config = BackendConfig("local", backend.url, "echo", silence_duration_ms=configured)
+            client = RealtimeClient(config, dialect_for("local"))
+            await client.connect()
+            assert client.silence_ms == 500  # echo's own default, in `session.created`
+            async for event in client.events():
+                if event["type"] == ServerEvent.SESSION_UPDATED:
+                    break
+            assert client.silence_ms == reported
+            await client.close()
+
+
+async def test_local_dialect_sends_only_the_vad_timings_configured() -> None:
+    async with recording_server("local") as server:
+        client = RealtimeClient(BackendConfig("local", server.url, "echo"), dialect_for("local"))
+        await client.connect()
+        update = await server.wait_for("session.update")
+        await client.close()
+    assert update["session"]["turn_detection"] == {"type": "server_vad"}
+
+
+@pytest.mark.parametrize(
+    ("created", "silence_ms"),
+    [
+        ({"audio": {"input": {"turn_detection": {"silence_duration_ms": 350}}}}, 350),  # GA
+        ({"audio": {"input": {"turn_detection": None}}}, 500),  # none: OpenAI's default
+    ],
+)
+async def test_client_reads_the_ga_session_shape(created: dict[str, Any], silence_ms: int) -> None:
+    async with recording_server("openai", created_session=created, echo_updates=False) as server:
+        config = BackendConfig("openai", server.url, "gpt-realtime", api_key="sk-x")
+        client = RealtimeClient(config, dialect_for("openai"))
+        await client.connect()
+        assert client.silence_ms == silence_ms
+        await client.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import signal
 import sys
 import threading
@@ -23,6 +24,14 @@ from .realtime_server import recording_server
 from .speech import tone
 
 pytestmark = pytest.mark.integration
+
+SUMMARY_COUNTERS = (
+    "playout_late_frames",
+    "playout_dropped_bytes",
+    "backend_dropped_audio_bytes",
+    "uplink_lost_packets",
+    "uplink_decode_errors",
+)
 
 
 def leftovers(session: Session) -> list[str]:
@@ -101,7 +110,10 @@ async def test_teardown_backend_drop_ends_only_that_session() -> None:
 
 
 @pytest.mark.settings(max_session_s=1.0)
-async def test_teardown_at_maximum_duration(live_server: LiveServer) -> None:
+async def test_teardown_at_maximum_duration(
+    live_server: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="relay.session")
     client = ClientPeer()
     async with live_server.http() as http:
         await client.connect(http)
@@ -113,6 +125,12 @@ async def test_teardown_at_maximum_duration(live_server: LiveServer) -> None:
     await wait_until(lambda: live_server.registry.idle_trims == 1, timeout_s=5)
     assert {"type": "ended", "reason": "max_duration"} in client.events
     await client.close()
+    # One summary line, with what the media path counted.
+    (summary,) = [r.getMessage() for r in caplog.records if " ended reason=" in r.getMessage()]
+    fields = dict(f.split("=", 1) for f in summary.split()[2:])
+    assert fields["reason"] == "max_duration"
+    for counter in SUMMARY_COUNTERS:
+        assert int(fields[counter]) >= 0, counter
 
 
 async def test_teardown_on_server_shutdown_frees_every_session() -> None:

@@ -7,14 +7,11 @@ import sys
 
 import httpx
 
-from relay import use_host_addresses
-
 from .media import ClientPeer, SpeechTrack
 from .speech import tone
 
 
 async def main(url: str) -> None:
-    use_host_addresses(["127.0.0.1"])
     client = ClientPeer(SpeechTrack(tone(30_000)))
     async with httpx.AsyncClient(base_url=url) as http:
         body = await client.connect(http)

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from localmodel.models import preload_model
-from relay import SessionRegistry, use_host_addresses
+from relay import MediaOptions, SessionRegistry
 
 from .backend import backend_config, session_options
 from .errors import install_error_handlers
@@ -24,13 +24,15 @@ from .templating import STATIC_DIR
 logger = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, media: MediaOptions = MediaOptions()
+) -> FastAPI:
+    """`media`: how sessions move audio (the product's way by default; benchmarks vary it)."""
     settings = settings or Settings()
-    use_host_addresses(settings.ice_addresses)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.registry = SessionRegistry(session_options(settings))
+        app.state.registry = SessionRegistry(session_options(settings, media=media))
         app.state.links = SqliteLinkStore(settings.data_dir / LINKS_FILE)
         await seed_built_in_links(app.state.links)
         app.state.signer = signer_for(secret_value(settings.secret_key), settings.data_dir)

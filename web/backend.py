@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from relay import BackendConfig, IceServerConfig, SessionOptions
+from relay import BackendConfig, IceServerConfig, MediaOptions, SessionOptions
 
 from .links import DemoLink
 from .settings import BackendName, Settings
@@ -39,9 +39,16 @@ def backend_config(settings: Settings, link: DemoLink | None = None) -> BackendC
     )
 
 
-def session_options(settings: Settings, link: DemoLink | None = None) -> SessionOptions:
+def session_options(
+    settings: Settings, link: DemoLink | None = None, media: MediaOptions = MediaOptions()
+) -> SessionOptions:
     servers = [IceServerConfig(s.urls, s.username, s.credential) for s in settings.ice_servers]
     max_duration_s = settings.max_session_s
     if link is not None:
         max_duration_s = min(max_duration_s, link.limits.max_session_s)
-    return SessionOptions(ice_servers=servers, max_duration_s=max_duration_s)
+    return SessionOptions(
+        ice_servers=servers,
+        max_duration_s=max_duration_s,
+        host_addresses=tuple(settings.ice_addresses),
+        media=media,
+    )

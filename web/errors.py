@@ -1,4 +1,9 @@
-"""Every error leaves as JSON `{"error": {"code", "message"}}` with a 4xx/5xx status."""
+"""Every error leaves as JSON `{"error": {"code", "message"}}` with a 4xx/5xx status.
+
+`code` is the contract: the page words each code itself, in its own languages
+(static/messages.js), so a new code needs words there. `message` is plain English for API
+clients and logs; the page shows it only as a detail.
+"""
 
 from __future__ import annotations
 

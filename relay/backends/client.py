@@ -13,9 +13,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from protocol.audio import BYTES_PER_MS
+from protocol.events import ClientEvent, Event, ServerEvent, error_message
 
 from ..errors import BackendError
-from .dialect import BackendConfig, Dialect, Event
+from .dialect import BackendConfig, Dialect, reported_silence_ms
 
 logger = logging.getLogger(__name__)
 # websockets logs handshake headers (the Authorization header among them) at DEBUG: keep its
@@ -28,7 +29,7 @@ SESSION_CREATED_TIMEOUT_S = 10.0
 MAX_APPEND_BYTES = 40 * BYTES_PER_MS  # merge queued audio into appends of at most 40 ms
 MAX_PENDING_AUDIO_BYTES = 2_000 * BYTES_PER_MS  # beyond 2 s of unsent audio, drop the oldest
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-APPEND_PREFIX = '{"type":"input_audio_buffer.append","audio":"'
+APPEND_PREFIX = f'{{"type":"{ClientEvent.INPUT_AUDIO_APPEND}","audio":"'
 
 
 class RealtimeClient:
@@ -42,13 +43,19 @@ class RealtimeClient:
         self._pending_audio_bytes = 0
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
-        self.session: Event = {}
+        self.session: Event = {}  # as the server last reported it
         self.dropped_audio_bytes = 0
         self.sent_audio_bytes = 0
 
     @property
     def connected(self) -> bool:
         return self._ws is not None
+
+    @property
+    def silence_ms(self) -> int:
+        """The VAD silence that ends a turn: as the server reports it, else the dialect's."""
+        reported = reported_silence_ms(self.session)
+        return reported if reported is not None else self.dialect.silence_ms(self.config)
 
     async def connect(self) -> None:
         """Open the socket, wait for `session.created`, send our `session.update`."""
@@ -75,10 +82,10 @@ class RealtimeClient:
             async with asyncio.timeout(SESSION_CREATED_TIMEOUT_S):
                 while True:
                     event = self._decode(await self._ws.recv())
-                    if event.get("type") == "session.created":
-                        self.session = event.get("session") or {}
+                    if event.get("type") == ServerEvent.SESSION_CREATED:
+                        self._remember_session(event)
                         break
-                    if event.get("type") == "error":
+                    if event.get("type") == ServerEvent.ERROR:
                         raise BackendError(f"backend error: {error_message(event)}")
         except (TimeoutError, ConnectionClosed) as exc:
             await self.close()
@@ -117,9 +124,17 @@ class RealtimeClient:
             raise BackendError("not connected")
         try:
             async for message in self._ws:
-                yield self.dialect.normalize(self._decode(message))
+                event = self.dialect.normalize(self._decode(message))
+                if event.get("type") == ServerEvent.SESSION_UPDATED:
+                    self._remember_session(event)
+                yield event
         except ConnectionClosed:
             return
+
+    def _remember_session(self, event: Event) -> None:
+        session = event.get("session")
+        if isinstance(session, dict):
+            self.session = session
 
     async def _write(self) -> None:
         assert self._ws is not None
@@ -143,10 +158,10 @@ class RealtimeClient:
             event = json.loads(message)
         except ValueError:
             return {
-                "type": "error",
+                "type": ServerEvent.ERROR,
                 "error": {"message": "backend sent a message that is not JSON"},
             }
-        return event if isinstance(event, dict) else {"type": "invalid"}
+        return event if isinstance(event, dict) else {}
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -158,10 +173,3 @@ class RealtimeClient:
             self._ws = None
         self._outbox.clear()
         self._pending_audio_bytes = 0
-
-
-def error_message(event: Event) -> str:
-    """The human message of an `error` event, with or without the `error` wrapper."""
-    body = event.get("error") if isinstance(event.get("error"), dict) else event
-    assert isinstance(body, dict)
-    return str(body.get("message") or body.get("code") or "unknown error")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-Event = dict[str, Any]
+from protocol.events import ClientEvent, Event, Naming, beta_name
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,7 @@ class BackendConfig:
 
 class Dialect(Protocol):
     name: str
+    naming: Naming
     default_model: str  # the model a session gets when none is configured
     # StepFun repeats the whole user transcript in each delta; OpenAI sends increments.
     cumulative_input_transcripts: bool
@@ -36,7 +37,7 @@ class Dialect(Protocol):
     def session_update(self, config: BackendConfig) -> Event: ...
 
     def silence_ms(self, config: BackendConfig) -> int:
-        """Silence the server VAD waits for before it declares the end of a turn."""
+        """The VAD silence that ends a turn when the server reports none in its session."""
         ...
 
     def normalize(self, event: Event) -> Event:
@@ -52,10 +53,11 @@ class BearerDialect:
     """Defaults shared by the dialects: bearer auth, `?model=`, VAD timings, beta event names."""
 
     name = "base"
+    naming = Naming.BETA
     cumulative_input_transcripts = False
     default_url = ""
     default_model = ""
-    silence_duration_ms = 500
+    silence_duration_ms = 500  # OpenAI's documented default, which the local server follows
     prefix_padding_ms = 300
 
     def model_id(self, config: BackendConfig) -> str:
@@ -77,6 +79,8 @@ class BearerDialect:
         return config.prefix_padding_ms or self.prefix_padding_ms
 
     def normalize(self, event: Event) -> Event:
+        if self.naming is Naming.GA and isinstance(event.get("type"), str):
+            event["type"] = beta_name(event["type"])
         return event
 
     def greeting_event(self, config: BackendConfig) -> Event | None:
@@ -84,7 +88,19 @@ class BearerDialect:
         if not config.greeting:
             return None
         instructions = f"Greet the user by saying exactly this, and nothing else: {config.greeting}"
-        return {"type": "response.create", "response": {"instructions": instructions}}
+        return {"type": ClientEvent.RESPONSE_CREATE, "response": {"instructions": instructions}}
+
+
+def reported_silence_ms(session: Event) -> int | None:
+    """The VAD silence in a session the server reported (flat beta or nested GA shape)."""
+    audio = session.get("audio")
+    nested = audio.get("input") if isinstance(audio, dict) else None
+    shape = nested if isinstance(nested, dict) else session
+    detection = shape.get("turn_detection")
+    silence = detection.get("silence_duration_ms") if isinstance(detection, dict) else None
+    if isinstance(silence, int | float) and not isinstance(silence, bool):
+        return int(silence)
+    return None
 
 
 def without_none(values: dict[str, Any]) -> dict[str, Any]:

@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
-from .dialect import BackendConfig, BearerDialect, Event, without_none
+from protocol.events import ClientEvent, Event
+
+from .dialect import BackendConfig, BearerDialect, without_none
 
 
 class LocalDialect(BearerDialect):
     name = "local"
     default_model = "assistant"
-    # The assistant's own default: its Silero VAD needs less hangover than an energy VAD.
-    silence_duration_ms = 400
 
     def greeting_event(self, config: BackendConfig) -> Event | None:
         # The local models take the greeting from the persona in `instructions`.
-        return {"type": "response.create"} if config.greeting else None
+        return {"type": ClientEvent.RESPONSE_CREATE} if config.greeting else None
 
     def session_update(self, config: BackendConfig) -> Event:
-        turn_detection = {
-            "type": "server_vad",
-            "threshold": 0.5,
-            "prefix_padding_ms": self.padding_ms(config),
-            "silence_duration_ms": self.silence_ms(config),
-        }
+        # Only what is configured: each local model has its own VAD timings (localmodel.models).
+        turn_detection = without_none(
+            {
+                "type": "server_vad",
+                "prefix_padding_ms": config.prefix_padding_ms,
+                "silence_duration_ms": config.silence_duration_ms,
+            }
+        )
         session = without_none(
             {
                 "modalities": ["text", "audio"],
@@ -33,4 +35,4 @@ class LocalDialect(BearerDialect):
                 "turn_detection": turn_detection,
             }
         )
-        return {"type": "session.update", "session": session}
+        return {"type": ClientEvent.SESSION_UPDATE, "session": session}

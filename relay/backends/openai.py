@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-from .dialect import BackendConfig, BearerDialect, Event, without_none
+from protocol.events import GA_PCM_FORMAT, ClientEvent, Event, Naming
+
+from .dialect import BackendConfig, BearerDialect, without_none
 
 URL = "wss://api.openai.com/v1/realtime"
-PCM_24K = {"type": "audio/pcm", "rate": 24000}
-
-# GA name -> the beta name the relay handles.
-GA_EVENT_NAMES = {
-    "response.output_audio.delta": "response.audio.delta",
-    "response.output_audio.done": "response.audio.done",
-    "response.output_audio_transcript.delta": "response.audio_transcript.delta",
-    "response.output_audio_transcript.done": "response.audio_transcript.done",
-    "response.output_text.delta": "response.text.delta",
-    "response.output_text.done": "response.text.done",
-    "conversation.item.added": "conversation.item.created",
-}
 
 
 class OpenAIDialect(BearerDialect):
     name = "openai"
+    naming = Naming.GA
     default_url = URL
     default_model = "gpt-realtime"
 
@@ -40,18 +31,12 @@ class OpenAIDialect(BearerDialect):
                 "instructions": config.instructions,
                 "audio": {
                     "input": {
-                        "format": PCM_24K,
+                        "format": GA_PCM_FORMAT,
                         "transcription": {"model": "gpt-4o-mini-transcribe"},
                         "turn_detection": turn_detection,
                     },
-                    "output": without_none({"format": PCM_24K, "voice": config.voice}),
+                    "output": without_none({"format": GA_PCM_FORMAT, "voice": config.voice}),
                 },
             }
         )
-        return {"type": "session.update", "session": session}
-
-    def normalize(self, event: Event) -> Event:
-        name = GA_EVENT_NAMES.get(event.get("type", ""))
-        if name is not None:
-            event["type"] = name
-        return event
+        return {"type": ClientEvent.SESSION_UPDATE, "session": session}

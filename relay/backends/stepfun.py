@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from .dialect import BackendConfig, BearerDialect, Event, without_none
+from protocol.events import ClientEvent, Event
+
+from .dialect import BackendConfig, BearerDialect, without_none
 
 URL = "wss://api.stepfun.com/v1/realtime"
 # Press coverage calls StepAudio 2.5 Realtime `step-2.5-realtime`; the API id differs.
@@ -40,4 +42,4 @@ class StepFunDialect(BearerDialect):
                 "turn_detection": turn_detection,
             }
         )
-        return {"type": "session.update", "session": session}
+        return {"type": ClientEvent.SESSION_UPDATE, "session": session}

@@ -1,0 +1,343 @@
+"""Turns: who speaks, which reply is live, barge-in, transcripts and latency, as pure logic.
+
+Server events (beta names), page messages and playout callbacks go in with the time they
+happened; `Action`s come out, for the session to carry out in order. No I/O, no tasks, no aiortc:
+what the playout knows (is it playing, how much of an item it received and sent) is read
+through `PlayoutView`, and where the user's speech ended through `speech_end`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from protocol.events import ClientEvent, Event, ServerEvent, error_message
+
+from .events import (
+    ErrorCode,
+    PageEvent,
+    Role,
+    State,
+    error_event,
+    interrupted_event,
+    latency_event,
+    transcript_event,
+)
+from .policy import Interrupt, PageMessage, TextMessage
+
+logger = logging.getLogger(__name__)
+
+MAX_TRACKED_RESPONSES = 16
+BENIGN_ERROR_WINDOW_S = 2.0  # errors this soon after our cancel/truncate are races, not faults
+
+
+# -- actions ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SendToModel:
+    event: Event
+
+
+@dataclass(frozen=True)
+class SendToPage:
+    event: PageEvent
+
+
+@dataclass(frozen=True)
+class ShowState:
+    state: State
+
+
+@dataclass(frozen=True)
+class FlushPlayout:
+    """Drop the queued assistant audio: the next frame is silence."""
+
+
+@dataclass(frozen=True)
+class PlayAudio:
+    item_id: str | None
+    pcm: bytes  # pcm16 24 kHz mono, whole samples
+
+
+@dataclass(frozen=True)
+class StartUtterance:
+    """The user started a turn: keep its audio (tone of voice)."""
+
+
+@dataclass(frozen=True)
+class AnalyzeUtterance:
+    """The user's turn ended: analyse the audio kept since `StartUtterance`."""
+
+    item_id: str | None
+
+
+Action = (
+    SendToModel
+    | SendToPage
+    | ShowState
+    | FlushPlayout
+    | PlayAudio
+    | StartUtterance
+    | AnalyzeUtterance
+)
+
+
+# -- what the turn logic reads -----------------------------------------------------------------
+
+
+class PlayedItem(Protocol):
+    """One assistant item as the playout saw it (relay.playout.ItemPlayout)."""
+
+    @property
+    def sent_ms(self) -> int: ...
+    @property
+    def received_ms(self) -> int: ...
+
+
+class PlayoutView(Protocol):
+    """What barge-in needs from the playout (relay.playout.PlayoutTrack)."""
+
+    @property
+    def is_playing(self) -> bool: ...
+    def item(self, item_id: str | None) -> PlayedItem | None: ...
+
+
+@dataclass
+class TurnStats:
+    turns: int = 0
+    interruptions: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    late_deltas_dropped: int = 0
+
+
+class Transcripts:
+    """The whole text of each turn so far, from deltas or cumulative updates (bounded)."""
+
+    def __init__(self) -> None:
+        self._texts: dict[str, str] = {}
+
+    def update(
+        self,
+        role: Role,
+        item_id: str | None,
+        text: str | None,
+        *,
+        final: bool,
+        replace: bool = False,
+    ) -> PageEvent:
+        key = f"{role}:{item_id}"
+        if final or replace:
+            whole = text if text is not None else self._texts.get(key, "")
+        else:
+            whole = self._texts.get(key, "") + (text or "")
+        if final:
+            self._texts.pop(key, None)
+        else:
+            self._texts[key] = whole
+            while len(self._texts) > MAX_TRACKED_RESPONSES:
+                del self._texts[next(iter(self._texts))]
+        return transcript_event(role, item_id, whole, final)
+
+
+class Turns:
+    """The conversation's turn-taking state machine; every method returns the actions to take."""
+
+    def __init__(
+        self,
+        playout: PlayoutView,
+        *,
+        cumulative_user_transcripts: bool,
+        speech_end: Callable[[float], float | None] = lambda audio_end_ms: None,
+        label: str = "Turns",
+    ) -> None:
+        """`speech_end(audio_end_ms)`: when the user stopped speaking, given where the server
+        VAD ended the turn in the uplink audio, if known (else the event's time counts)."""
+        self.stats = TurnStats()
+        self._playout = playout
+        self._cumulative = cumulative_user_transcripts
+        self._speech_end = speech_end
+        self._label = label
+        self._transcripts = Transcripts()
+        self._user_speaking = False
+        self._turn_end_t: float | None = None
+        self._active_response: str | None = None
+        self._active_item: str | None = None
+        self._playing_item: str | None = None  # the playout's item, or the last one it played
+        self._cancelled: deque[str] = deque(maxlen=MAX_TRACKED_RESPONSES)
+        self._last_cancel_t = -1e9
+
+    def server_event(self, event: Event, now: float) -> list[Action]:
+        handler = _HANDLERS.get(event.get("type", ""))
+        return handler(self, event, now) if handler is not None else []
+
+    def page_message(self, message: PageMessage, now: float) -> list[Action]:
+        if isinstance(message, Interrupt):
+            return self.interrupt(now)
+        assert isinstance(message, TextMessage)
+        content = [{"type": "input_text", "text": message.text}]
+        item = {"type": "message", "role": "user", "content": content}
+        self._turn_end_t = now
+        return [
+            *self.interrupt(now),
+            SendToModel({"type": ClientEvent.ITEM_CREATE, "item": item}),
+            SendToModel({"type": ClientEvent.RESPONSE_CREATE}),
+            SendToPage(transcript_event("user", None, message.text, True)),
+        ]
+
+    def item_started(self, item_id: str | None, now: float) -> list[Action]:
+        """The playout sent the first frame of an assistant item."""
+        self._playing_item = item_id
+        actions: list[Action] = [ShowState(State.ASSISTANT_SPEAKING)]
+        if self._turn_end_t is not None:
+            latency_ms = (now - self._turn_end_t) * 1000
+            self._turn_end_t = None
+            self.stats.latencies_ms.append(latency_ms)
+            actions.append(SendToPage(latency_event(self.stats.turns, latency_ms)))
+        return actions
+
+    def drained(self) -> list[Action]:
+        """The playout ran out of assistant audio."""
+        return [] if self._user_speaking else [ShowState(State.LISTENING)]
+
+    def interrupt(self, now: float) -> list[Action]:
+        """Barge-in: stop playout now, cancel the response, truncate what was not heard."""
+        playing = self._playout.is_playing
+        item_id = self._playing_item
+        item = None if item_id is None else self._playout.item(item_id)
+        actions: list[Action] = [FlushPlayout()]
+        cancelled = self._active_response
+        if cancelled is not None:
+            actions.append(SendToModel({"type": ClientEvent.RESPONSE_CANCEL}))
+            self._cancelled.append(cancelled)
+            self._active_response = None
+        truncated = False
+        if item_id is not None and item is not None:
+            # A finished item stays the last one played while the next reply's audio is queued.
+            unheard = playing and item.sent_ms < item.received_ms
+            truncated = unheard or (cancelled is not None and item_id == self._active_item)
+            if truncated:
+                played_ms = min(item.sent_ms, item.received_ms)
+                truncate = {
+                    "type": ClientEvent.ITEM_TRUNCATE,
+                    "item_id": item_id,
+                    "content_index": 0,
+                    "audio_end_ms": played_ms,
+                }
+                actions.append(SendToModel(truncate))
+                self._cancelled.append(item_id)
+                actions.append(SendToPage(interrupted_event(item_id, played_ms)))
+        if cancelled is not None or truncated:
+            self.stats.interruptions += 1
+            self._last_cancel_t = now
+        return actions
+
+    # -- server events ---------------------------------------------------------------------
+
+    def _speech_started(self, event: Event, now: float) -> list[Action]:
+        self._user_speaking = True
+        return [StartUtterance(), *self.interrupt(now), ShowState(State.USER_SPEAKING)]
+
+    def _speech_stopped(self, event: Event, now: float) -> list[Action]:
+        self._user_speaking = False
+        self.stats.turns += 1
+        end_ms = event.get("audio_end_ms")
+        ended = None
+        if isinstance(end_ms, int | float) and not isinstance(end_ms, bool):
+            ended = self._speech_end(end_ms)
+        self._turn_end_t = ended if ended is not None else now
+        return [AnalyzeUtterance(event.get("item_id")), ShowState(State.LISTENING)]
+
+    def _response_created(self, event: Event, now: float) -> list[Action]:
+        response = event.get("response") or {}
+        self._active_response = response.get("id") or "unknown"
+        self._active_item = None
+        return []
+
+    def _response_done(self, event: Event, now: float) -> list[Action]:
+        response = event.get("response") or {}
+        if response.get("id") in (self._active_response, None):
+            self._active_response = None
+        return []
+
+    def _is_cancelled(self, event: Event) -> bool:
+        return (
+            event.get("response_id") in self._cancelled or event.get("item_id") in self._cancelled
+        )
+
+    def _audio_delta(self, event: Event, now: float) -> list[Action]:
+        if self._is_cancelled(event):
+            self.stats.late_deltas_dropped += 1
+            return []
+        try:
+            pcm = base64.b64decode(event.get("delta") or "", validate=True)
+        except (binascii.Error, TypeError, ValueError):
+            logger.warning("%s dropped an audio delta that is not base64", self._label)
+            return []
+        item_id = event.get("item_id")
+        if event.get("response_id") == self._active_response:
+            self._active_item = item_id
+        pcm = pcm[: len(pcm) & ~1]
+        return [PlayAudio(item_id, pcm)] if pcm else []
+
+    def _assistant_text(self, event: Event, now: float) -> list[Action]:
+        if self._is_cancelled(event):
+            return []
+        text = event.get("delta") or ""
+        return [
+            SendToPage(
+                self._transcripts.update("assistant", event.get("item_id"), text, final=False)
+            )
+        ]
+
+    def _assistant_text_done(self, event: Event, now: float) -> list[Action]:
+        if self._is_cancelled(event):
+            return []
+        text = event.get("transcript") or event.get("text")
+        return [
+            SendToPage(
+                self._transcripts.update("assistant", event.get("item_id"), text, final=True)
+            )
+        ]
+
+    def _user_text(self, event: Event, now: float) -> list[Action]:
+        text = event.get("delta") or ""
+        page = self._transcripts.update(
+            "user", event.get("item_id"), text, final=False, replace=self._cumulative
+        )
+        return [SendToPage(page)]
+
+    def _user_text_done(self, event: Event, now: float) -> list[Action]:
+        text = event.get("transcript")
+        return [
+            SendToPage(self._transcripts.update("user", event.get("item_id"), text, final=True))
+        ]
+
+    def _error(self, event: Event, now: float) -> list[Action]:
+        message = error_message(event)
+        if now - self._last_cancel_t < BENIGN_ERROR_WINDOW_S:
+            logger.debug("%s ignored a backend error after cancel: %s", self._label, message)
+            return []
+        logger.info("%s backend error: %s", self._label, message)
+        return [SendToPage(error_event(ErrorCode.BACKEND_ERROR, message))]
+
+
+_HANDLERS: dict[str, Callable[[Turns, Event, float], list[Action]]] = {
+    ServerEvent.SPEECH_STARTED: Turns._speech_started,
+    ServerEvent.SPEECH_STOPPED: Turns._speech_stopped,
+    ServerEvent.RESPONSE_CREATED: Turns._response_created,
+    ServerEvent.RESPONSE_DONE: Turns._response_done,
+    ServerEvent.AUDIO_DELTA: Turns._audio_delta,
+    ServerEvent.AUDIO_TRANSCRIPT_DELTA: Turns._assistant_text,
+    ServerEvent.TEXT_DELTA: Turns._assistant_text,
+    ServerEvent.AUDIO_TRANSCRIPT_DONE: Turns._assistant_text_done,
+    ServerEvent.TEXT_DONE: Turns._assistant_text_done,
+    ServerEvent.INPUT_TRANSCRIPT_DELTA: Turns._user_text,
+    ServerEvent.INPUT_TRANSCRIPT_DONE: Turns._user_text_done,
+    ServerEvent.ERROR: Turns._error,
+}
