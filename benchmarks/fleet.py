@@ -59,22 +59,23 @@ def pinned(cmd: list[str], cpu: int | None) -> list[str]:
     return cmd if cpu is None else ["taskset", "-c", str(cpu), *cmd]
 
 
-def child_env(**extra: str) -> dict[str, str]:
+def child_env(root: Path = ROOT, **extra: str) -> dict[str, str]:
+    """The environment of a child that imports the checkout at `root` first."""
     env = dict(os.environ)
     env.update(
         VOICE_RELAY_ICE_ADDRESSES=LOOPBACK,
         VOICE_RELAY_LOG_LEVEL="warning",
         PYTHONUNBUFFERED="1",
-        PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p),
+        PYTHONPATH=os.pathsep.join(p for p in (str(root), env.get("PYTHONPATH")) if p),
     )
     env.update(extra)
     return env
 
 
 async def spawn(
-    cmd: list[str], env: dict[str, str], **kwargs: object
+    cmd: list[str], env: dict[str, str], cwd: Path = ROOT, **kwargs: object
 ) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(*cmd, cwd=ROOT, env=env, **kwargs)  # type: ignore[arg-type]
+    return await asyncio.create_subprocess_exec(*cmd, cwd=cwd, env=env, **kwargs)  # type: ignore[arg-type]
 
 
 async def wait_listening(server: Server, port: int) -> None:
@@ -114,9 +115,11 @@ async def start_fleet(
             await wait_listening(fleet.backend, port)
         for target in targets:
             port = free_port()
+            root = Path(target.tree) if target.tree else ROOT
             if target.server == "relay":
                 assert fleet.backend is not None
                 env = child_env(
+                    root,
                     VOICE_RELAY_BACKEND="local",
                     VOICE_RELAY_MODEL=backend_model,
                     VOICE_RELAY_BACKEND_URL=fleet.backend.url,
@@ -135,7 +138,7 @@ async def start_fleet(
                 cmd = [python, "-m", "benchmarks.echo_server", "--port", str(port)]
                 if target.variant == "stock":
                     cmd.append("--stock-audio-level")
-            process = await spawn(pinned(cmd, server_cpu), env)
+            process = await spawn(pinned(cmd, server_cpu), env, cwd=root)
             server = Server(target.name, target.server, process, f"http://{LOOPBACK}:{port}")
             fleet.servers[target.name] = server
             await wait_listening(server, port)

@@ -302,6 +302,13 @@ def parse_args(argv: list[str] | None) -> tuple[Options, bool]:
         metavar="NAME[+NAME]",
         help=f"also measure the relay with optimizations undone: {', '.join(RELAY_VARIANTS)}",
     )
+    add(
+        "--relay-tree",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="also measure the relay of another checkout (e.g. a git worktree of the last release)",
+    )
     add("--relay-env", action="append", default=[], metavar="KEY=VALUE")
     add(
         "--max-noise",
@@ -328,6 +335,11 @@ def parse_args(argv: list[str] | None) -> tuple[Options, bool]:
         if unknown:
             parser.error(f"unknown relay variant(s) {sorted(unknown)}; known: {RELAY_VARIANTS}")
         targets += (Target(f"relay-{variant}", "relay", variant),)
+    for tree in args.relay_tree:
+        name, _, path = tree.partition("=")
+        if not path or not (Path(path) / "web" / "cli.py").is_file():
+            parser.error(f"--relay-tree {tree!r}: expected NAME=PATH of a voice-relay checkout")
+        targets += (Target(f"relay-{name}", "relay", tree=str(Path(path).resolve())),)
     if args.stock_floor:
         targets = tuple(
             Target(t.name, t.server, "stock") if t.server == "echo" else t for t in targets

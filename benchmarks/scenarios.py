@@ -18,6 +18,7 @@ class Target:
     name: str
     server: str  # "echo": benchmarks.echo_server; "relay": voice-relay serve (+ backend process)
     variant: str = ""  # relay: optimizations undone (benchmarks.variants); echo: "stock" level
+    tree: str = ""  # relay: run the `voice-relay serve` of another checkout (before/after)
 
 
 @dataclass(frozen=True)
