@@ -105,3 +105,21 @@ def reported_silence_ms(session: Event) -> int | None:
 
 def without_none(values: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
+
+
+def flat_session_update(
+    config: BackendConfig, turn_detection: dict[str, Any], **extra: Any
+) -> Event:
+    """`session.update` in the flat shape of OpenAI's beta, StepFun and the local backend."""
+    session = without_none(
+        {
+            "modalities": ["text", "audio"],
+            "instructions": config.instructions,
+            "voice": config.voice,
+            "input_audio_format": "pcm16",
+            "output_audio_format": "pcm16",
+            **extra,
+            "turn_detection": turn_detection,
+        }
+    )
+    return {"type": ClientEvent.SESSION_UPDATE, "session": session}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from protocol.events import ClientEvent, Event
 
-from .dialect import BackendConfig, BearerDialect, without_none
+from .dialect import BackendConfig, BearerDialect, flat_session_update, without_none
 
 
 class LocalDialect(BearerDialect):
@@ -24,15 +24,5 @@ class LocalDialect(BearerDialect):
                 "silence_duration_ms": config.silence_duration_ms,
             }
         )
-        session = without_none(
-            {
-                "modalities": ["text", "audio"],
-                "instructions": config.instructions,
-                "voice": config.voice,
-                "input_audio_format": "pcm16",
-                "output_audio_format": "pcm16",
-                "input_audio_transcription": {"model": "local"},
-                "turn_detection": turn_detection,
-            }
-        )
-        return {"type": ClientEvent.SESSION_UPDATE, "session": session}
+        transcription = {"model": "local"}
+        return flat_session_update(config, turn_detection, input_audio_transcription=transcription)

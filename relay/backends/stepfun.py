@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from protocol.events import ClientEvent, Event
+from protocol.events import Event
 
-from .dialect import BackendConfig, BearerDialect, without_none
+from .dialect import BackendConfig, BearerDialect, flat_session_update
 
 URL = "wss://api.stepfun.com/v1/realtime"
 # Press coverage calls StepAudio 2.5 Realtime `step-2.5-realtime`; the API id differs.
@@ -32,14 +32,4 @@ class StepFunDialect(BearerDialect):
             "silence_duration_ms": self.silence_ms(config),
             "energy_awakeness_threshold": ENERGY_AWAKENESS_THRESHOLD,
         }
-        session = without_none(
-            {
-                "modalities": ["text", "audio"],
-                "instructions": config.instructions,
-                "voice": config.voice,
-                "input_audio_format": "pcm16",
-                "output_audio_format": "pcm16",
-                "turn_detection": turn_detection,
-            }
-        )
-        return {"type": ClientEvent.SESSION_UPDATE, "session": session}
+        return flat_session_update(config, turn_detection)
