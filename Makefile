@@ -36,12 +36,18 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/bin/python
 	$(BIN)/pip install -q -e ".[dev]"
 	touch $@ $(VENV)/.installed-run
 
-# Tests need espeak-ng (test speech), Chromium (browser tests) and iproute2 (loopback namespace).
+# Tests need espeak-ng (test speech), Chromium (browser tests) and iproute2 (loopback namespace);
+# as root also coturn, nftables and certutil (tests/test_connectivity.py's network; it skips otherwise).
 system-deps:
 	@missing=""; \
 	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v ip >/dev/null || missing="$$missing iproute2"; \
+	if [ "$$(id -u)" = 0 ]; then \
+	  command -v turnserver >/dev/null || missing="$$missing coturn"; \
+	  command -v nft >/dev/null || missing="$$missing nftables"; \
+	  command -v certutil >/dev/null || missing="$$missing libnss3-tools"; \
+	fi; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q $$missing; \
 	  else echo "please install:$$missing (apt-get install$$missing)"; exit 1; fi; \

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from protocol.events import ClientEvent, Event, Naming, ServerEvent
 
+from .append_limit import AppendBudget, AppendLimit
 from .channel import MessageChannel
 from .client_events import (
     MAX_APPEND_BASE64_CHARS,
@@ -38,20 +39,28 @@ MAX_MESSAGE_CHARS = MAX_APPEND_BASE64_CHARS + 64 * 1024
 Handler = Callable[[Event], Awaitable[None]]
 
 
-async def serve_realtime(channel: MessageChannel, model: str) -> None:
-    """Runs one realtime protocol session of the local `model` until the channel ends."""
+async def serve_realtime(
+    channel: MessageChannel, model: str, *, append_limit: AppendLimit | None = None
+) -> None:
+    """Runs one realtime protocol session of the local `model` until the channel ends.
+
+    With `append_limit`, audio sent faster than it allows is refused with an `error` event.
+    """
     spec = MODEL_SPECS.get(model)
     if spec is None:
         raise UnknownModelError(model)
-    await RealtimeSession(channel, spec).run()
+    await RealtimeSession(channel, spec, append_limit).run()
 
 
 class RealtimeSession:
     """The server side of one realtime connection to a local model."""
 
-    def __init__(self, channel: MessageChannel, spec: ModelSpec) -> None:
+    def __init__(
+        self, channel: MessageChannel, spec: ModelSpec, append_limit: AppendLimit | None = None
+    ) -> None:
         self._channel = channel
         self._spec = spec
+        self._budget = AppendBudget(append_limit) if append_limit is not None else None
         ids = IdFactory()
         self._out = Outbox(channel, ids)
         self._model = spec.create()
@@ -78,12 +87,14 @@ class RealtimeSession:
             ClientEvent.INPUT_AUDIO_APPEND: self._on_append,
             ClientEvent.INPUT_AUDIO_COMMIT: self._input.commit,
             ClientEvent.INPUT_AUDIO_CLEAR: self._input.clear,
-            ClientEvent.ITEM_CREATE: self._items.create,
+            ClientEvent.ITEM_CREATE: self._on_item_create,
             ClientEvent.ITEM_RETRIEVE: self._items.retrieve,
             ClientEvent.ITEM_TRUNCATE: self._items.truncate,
             ClientEvent.ITEM_DELETE: self._items.delete,
             ClientEvent.RESPONSE_CREATE: self._responder.create,
-            ClientEvent.RESPONSE_CANCEL: self._responder.cancel,
+            ClientEvent.RESPONSE_CANCEL: (
+                self._responder.cancel if self._mirror is None else self._mirror.cancel
+            ),
         }
 
     async def run(self) -> None:
@@ -131,6 +142,11 @@ class RealtimeSession:
     async def _handle(self, message: str | bytes) -> None:
         event: Event | None = None
         try:
+            if isinstance(message, bytes):
+                raise ClientEventError(
+                    "binary_message_unsupported",
+                    "Binary messages are not accepted; send each event as a JSON text message.",
+                )
             if len(message) > MAX_MESSAGE_CHARS:
                 raise ClientEventError(
                     "message_too_large",
@@ -166,10 +182,24 @@ class RealtimeSession:
             )
 
     async def _on_append(self, event: Event) -> None:
+        audio = event.get("audio")
+        if self._budget is not None and isinstance(audio, str):
+            self._budget.charge(len(audio))
         if self._mirror is not None:
             await self._mirror.mirror(event.get("audio"))
         else:
             await self._input.append(event)
+
+    async def _on_item_create(self, event: Event) -> None:
+        # Audio in a created item is audio sent too: it spends the same budget as appends.
+        item = event.get("item")
+        content = item.get("content") if isinstance(item, dict) else None
+        if self._budget is not None and isinstance(content, list):
+            audio = [p.get("audio") for p in content if isinstance(p, dict)]
+            chars = sum(len(a) for a in audio if isinstance(a, str))
+            if chars:
+                self._budget.charge(chars, param="item.content")
+        await self._items.create(event)
 
     async def _on_session_update(self, event: Event) -> None:
         update = parse_update(event, self._out.naming)

@@ -25,6 +25,7 @@ class ErrorCode(StrEnum):
     BACKEND_UNAVAILABLE = "backend_unavailable"  # detail: why the backend could not be reached
     BACKEND_ERROR = "backend_error"  # detail: the backend's raw message
     INVALID_CLIENT_EVENT = "invalid_client_event"  # detail: what is wrong with the page's message
+    TOO_MANY_MESSAGES = "too_many_messages"  # detail: which limit the page's messages exceeded
 
 
 class EndReason(StrEnum):
@@ -37,6 +38,7 @@ class EndReason(StrEnum):
     SERVER_SHUTDOWN = "server_shutdown"
     INTERNAL_ERROR = "internal_error"
     BAD_OFFER = "bad_offer"  # negotiation failed: the page only sees the HTTP error
+    CONNECT_TIMEOUT = "connect_timeout"  # the peer never connected (ICE + DTLS) in time
 
 
 def state_event(state: State) -> PageEvent:

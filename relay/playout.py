@@ -65,9 +65,11 @@ class PlayoutTrack(MediaStreamTrack):
         on_item_started: Callable[[str | None], None] | None = None,
         on_drained: Callable[[], None] | None = None,
         options: MediaOptions = MediaOptions(),
+        label: str = "PlayoutTrack",
     ) -> None:
         super().__init__()
         self._options = options
+        self._label = label
         self._encoder = PlayoutEncoder() if options.opus_packets else None
         self._to_webrtc = None if options.opus_packets else WebRtcResampler()
         self._segments: deque[tuple[ItemPlayout, bytes]] = deque()
@@ -103,6 +105,13 @@ class PlayoutTrack(MediaStreamTrack):
         if not pcm:
             return
         if self._buffered_bytes + len(pcm) > MAX_BUFFER_MS * BYTES_PER_MS:
+            if not self.dropped_bytes:
+                logger.warning(
+                    "%s dropped %d ms of model audio: more than %d s queued",
+                    self._label,
+                    len(pcm) // BYTES_PER_MS,
+                    MAX_BUFFER_MS // 1000,
+                )
             self.dropped_bytes += len(pcm)
             return
         item = self._items.get(item_id)

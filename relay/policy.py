@@ -11,6 +11,12 @@ from .errors import PolicyViolation
 
 MAX_MESSAGE_BYTES = 8 * 1024
 MAX_TEXT_CHARS = 2_000
+# Each typed message becomes a billed model response: a person types a few a minute, a script
+# thousands a second. Every other message (interrupts, refused ones) has a looser bound.
+TEXT_RATE_PER_S = 2.0
+TEXT_BURST = 5
+MESSAGE_RATE_PER_S = 20.0
+MESSAGE_BURST = 40
 TEXT = "text"
 INTERRUPT = "interrupt"
 # The page may also say `response.cancel`, as a realtime client would; it means interrupt.
@@ -30,6 +36,26 @@ class Interrupt:
 
 
 PageMessage = TextMessage | Interrupt
+
+
+class RateLimit:
+    """A token bucket: `burst` at once, then `rate_per_s` on average."""
+
+    def __init__(self, rate_per_s: float, burst: int) -> None:
+        self._rate = rate_per_s
+        self._burst = float(burst)
+        self._tokens = float(burst)
+        self._updated: float | None = None
+
+    def take(self, now: float) -> bool:
+        """Whether one more may go at `now` (seconds, monotonic); takes a token if so."""
+        if self._updated is not None:
+            self._tokens = min(self._burst, self._tokens + (now - self._updated) * self._rate)
+        self._updated = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
 
 
 def parse_page_message(message: str | bytes) -> PageMessage:

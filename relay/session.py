@@ -23,7 +23,7 @@ from .errors import BackendError, SignallingError
 from .events import EndReason, ErrorCode, State
 from .media import MediaOptions
 from .page_channel import PageChannel
-from .peer import IceServerConfig, add_opus_audio, create_peer_connection
+from .peer import IceServerConfig, PeerNetwork, add_opus_audio, create_peer_connection
 from .playout import PlayoutTrack
 from .policy import PageMessage
 from .turns import (
@@ -48,7 +48,9 @@ logger = logging.getLogger(__name__)
 class SessionOptions:
     ice_servers: Sequence[IceServerConfig] = ()
     max_duration_s: float = 1800.0
+    connect_timeout_s: float = 15.0  # a call whose peer has not connected by then ends
     host_addresses: tuple[str, ...] = ()  # host candidates only on these (all when empty)
+    network: PeerNetwork = PeerNetwork()  # their UDP port range and public address
     media: MediaOptions = MediaOptions()
 
 
@@ -69,21 +71,24 @@ class Session:
         self._on_closed = on_closed
         self._loop = asyncio.get_running_loop()
         self._started_at = self._loop.time()
-        self._client = RealtimeClient(backend, dialect_for(backend.dialect))
+        label = f"Session({session_id})"
+        self._client = RealtimeClient(backend, dialect_for(backend.dialect), label)
         self.playout = PlayoutTrack(
             on_item_started=self._on_item_started,
             on_drained=self._on_drained,
             options=options.media,
+            label=label,
         )
         self.pc: RTCPeerConnection = create_peer_connection(
-            options.ice_servers, options.host_addresses
+            options.ice_servers, options.host_addresses, options.network
         )
-        self._page = PageChannel(self._on_page_message)
+        self._page = PageChannel(self._on_page_message, label=label)
         self._turns = Turns(
             self.playout,
             cumulative_user_transcripts=self._client.dialect.cumulative_input_transcripts,
             speech_end=self._speech_end,
-            label=f"Session({session_id})",
+            redact=self._client.redact,
+            label=label,
         )
         self._utterance = UtteranceRecorder()
         self._uplink = Uplink(self._on_uplink_audio)
@@ -93,12 +98,19 @@ class Session:
         self._close_task: asyncio.Task[None] | None = None
         self._closed: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._connect_timer: asyncio.TimerHandle | None = None
+        self._negotiating: asyncio.Future[None] | None = None
         self._state: State | None = None
         self._backend_failure: str | None = None
 
     @property
     def stats(self) -> TurnStats:
         return self._turns.stats
+
+    @property
+    def backend_backlog(self) -> tuple[int, int]:
+        """What waits to go to the backend: (events, audio bytes); both bounded."""
+        return self._client.backlog
 
     # -- signalling -------------------------------------------------------------------------
 
@@ -112,15 +124,13 @@ class Session:
         self._timer = self._loop.call_later(
             self.options.max_duration_s, self.close_soon, EndReason.MAX_DURATION
         )
+        # A peer that never connects (gone, or stuck before DTLS) would hold its slot for good.
+        self._connect_timer = self._loop.call_later(
+            self.options.connect_timeout_s, self.close_soon, EndReason.CONNECT_TIMEOUT
+        )
         self._set_state(State.CONNECTING)
         try:
-            audio = add_opus_audio(self.pc, self.playout)
-            await self.pc.setRemoteDescription(offer)
-            if audio.receiver.track is not None:  # the page sends audio (it may only listen)
-                self._receiver = receive_audio(
-                    audio.receiver, self._uplink.feed, self.options.media
-                )
-            await self.pc.setLocalDescription(await self.pc.createAnswer())
+            await self._negotiate(offer)
         except Exception as exc:  # aiortc raises many types for SDP it cannot use
             failure = self._backend_failure
             await self.close(EndReason.BAD_OFFER if failure is None else EndReason.BACKEND_ERROR)
@@ -134,13 +144,30 @@ class Session:
         assert description is not None
         return description
 
+    async def _negotiate(self, offer: RTCSessionDescription) -> None:
+        """Answer `offer`; close() waits for this to end, since closing the peer connection
+        while aiortc gathers leaves the sockets it opens afterwards behind."""
+        self._negotiating = self._loop.create_future()
+        try:
+            audio = add_opus_audio(self.pc, self.playout)
+            await self.pc.setRemoteDescription(offer)
+            if audio.receiver.track is not None:  # the page sends audio (it may only listen)
+                self._receiver = receive_audio(
+                    audio.receiver, self._uplink.feed, self.options.media
+                )
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+        finally:
+            self._negotiating.set_result(None)
+
     def _on_uplink_audio(self, pcm: bytes) -> None:
         self._client.append_audio(pcm)
         self._utterance.feed(pcm)
 
     async def _on_connection_state(self) -> None:
         state = self.pc.connectionState
-        if state == "connected" and self._client.connected:
+        if state == "connected" and self._connect_timer is not None:
+            self._connect_timer.cancel()
+        if state == "connected" and self._client.ready:
             self._set_state(State.LISTENING)
         elif state == "failed":
             self.close_soon(EndReason.ICE_FAILED)
@@ -161,8 +188,10 @@ class Session:
             async for event in self._client.events():
                 self._apply(self._turns.server_event(event, self._loop.time()))
         except BackendError as exc:
-            self._backend_failure = str(exc)
-            self._page.send(events.error_event(ErrorCode.BACKEND_UNAVAILABLE, str(exc)))
+            self._backend_failure = self._client.redact(str(exc))
+            self._page.send(
+                events.error_event(ErrorCode.BACKEND_UNAVAILABLE, self._backend_failure)
+            )
             reason = EndReason.BACKEND_ERROR
         except Exception:
             logger.exception("Session(%s) backend loop failed", self.id)
@@ -241,18 +270,24 @@ class Session:
                 # Sending on a dead transport leaves aiortc tasks failing in the background.
                 self._page.send(events.state_event(State.ENDED))
                 self._page.send(events.ended_event(self.reason))
-            if self._timer is not None:
-                self._timer.cancel()
+            for timer in (self._timer, self._connect_timer):
+                if timer is not None:
+                    timer.cancel()
             self.playout.stop()
             current = asyncio.current_task()
             tasks = [t for t in (self._backend_task, self._tone_task) if t and t is not current]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if self._negotiating is not None:  # it may still add the receiver
+                await asyncio.shield(self._negotiating)
             if self._receiver is not None:
                 await self._receiver.stop()
             await self._client.close()
-            await self.pc.close()
+            try:
+                await self.pc.close()
+            except Exception:  # the rest of the teardown still runs
+                logger.exception("Session(%s) peer connection close failed", self.id)
             self.pc.remove_all_listeners()
         finally:
             self._closed.set_result(None)
@@ -267,6 +302,11 @@ class Session:
             "playout_dropped_bytes": self.playout.dropped_bytes,
             "backend_sent_audio_bytes": self._client.sent_audio_bytes,
             "backend_dropped_audio_bytes": self._client.dropped_audio_bytes,
+            "backend_dropped_events": self._client.dropped_events,
+            "backend_ignored_events": self._client.ignored.total()
+            + self.stats.ignored_events.total(),
+            "backend_errors_not_shown": self.stats.errors_not_shown,
+            "page_refused_messages": self._page.refused_messages,
         }
         if self._receiver is not None:
             counters.update({f"uplink_{k}": v for k, v in self._receiver.counters().items()})

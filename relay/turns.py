@@ -4,6 +4,10 @@ Server events (beta names), page messages and playout callbacks go in with the t
 happened; `Action`s come out, for the session to carry out in order. No I/O, no tasks, no aiortc:
 what the playout knows (is it playing, how much of an item it received and sent) is read
 through `PlayoutView`, and where the user's speech ended through `speech_end`.
+
+A server event may have any JSON shape: one whose fields cannot be used (a `type` that is not a
+string, a `response` that is not an object, a delta that is not text) is ignored and counted in
+`TurnStats.ignored_events` by kind; the conversation goes on.
 """
 
 from __future__ import annotations
@@ -11,10 +15,10 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from protocol.events import ClientEvent, Event, ServerEvent, error_message
 
@@ -28,12 +32,16 @@ from .events import (
     latency_event,
     transcript_event,
 )
-from .policy import Interrupt, PageMessage, TextMessage
+from .policy import Interrupt, PageMessage, RateLimit, TextMessage
 
 logger = logging.getLogger(__name__)
 
 MAX_TRACKED_RESPONSES = 16
 BENIGN_ERROR_WINDOW_S = 2.0  # errors this soon after our cancel/truncate are races, not faults
+# A backend that repeats an error shows the page a few, not thousands.
+ERRORS_SHOWN_PER_S = 1.0
+ERRORS_SHOWN_BURST = 3
+UNTYPED = "untyped"  # the kind of an event whose `type` is missing or not a string
 
 
 # -- actions ---------------------------------------------------------------------------------
@@ -114,6 +122,29 @@ class TurnStats:
     interruptions: int = 0
     latencies_ms: list[float] = field(default_factory=list)
     late_deltas_dropped: int = 0
+    ignored_events: Counter[str] = field(default_factory=Counter)  # by kind
+    errors_not_shown: int = 0  # backend errors beyond ERRORS_SHOWN_PER_S
+
+
+class MalformedEvent(Exception):
+    """A field of a server event has a type the turn logic cannot use."""
+
+
+def _text(event: Event, key: str) -> str | None:
+    """A string field, or None when it is absent; any other type makes the event malformed."""
+    value = event.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    raise MalformedEvent(key)
+
+
+def _object(event: Event, key: str) -> dict[str, Any]:
+    value = event.get(key)
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return value
+    raise MalformedEvent(key)
 
 
 class Transcripts:
@@ -154,15 +185,19 @@ class Turns:
         *,
         cumulative_user_transcripts: bool,
         speech_end: Callable[[float], float | None] = lambda audio_end_ms: None,
+        redact: Callable[[str], str] = lambda text: text,
         label: str = "Turns",
     ) -> None:
         """`speech_end(audio_end_ms)`: when the user stopped speaking, given where the server
-        VAD ended the turn in the uplink audio, if known (else the event's time counts)."""
+        VAD ended the turn in the uplink audio, if known (else the event's time counts).
+        `redact(text)`: backend text as it may be shown to the page or logged."""
         self.stats = TurnStats()
         self._playout = playout
         self._cumulative = cumulative_user_transcripts
         self._speech_end = speech_end
+        self._redact = redact
         self._label = label
+        self._errors_shown = RateLimit(ERRORS_SHOWN_PER_S, ERRORS_SHOWN_BURST)
         self._transcripts = Transcripts()
         self._user_speaking = False
         self._turn_end_t: float | None = None
@@ -173,8 +208,25 @@ class Turns:
         self._last_cancel_t = -1e9
 
     def server_event(self, event: Event, now: float) -> list[Action]:
-        handler = _HANDLERS.get(event.get("type", ""))
-        return handler(self, event, now) if handler is not None else []
+        kind = event.get("type")
+        if not isinstance(kind, str):
+            self._ignore(UNTYPED, "type")
+            return []
+        handler = _HANDLERS.get(kind)
+        if handler is None:
+            return []
+        try:
+            return handler(self, event, now)
+        except MalformedEvent as exc:
+            self._ignore(kind, str(exc))
+            return []
+
+    def _ignore(self, kind: str, key: str) -> None:
+        if kind not in self.stats.ignored_events:
+            logger.warning(
+                "%s ignored a backend event it cannot use: %s (field %r)", self._label, kind, key
+            )
+        self.stats.ignored_events[kind] += 1
 
     def page_message(self, message: PageMessage, now: float) -> list[Action]:
         if isinstance(message, Interrupt):
@@ -244,6 +296,7 @@ class Turns:
         return [StartUtterance(), *self.interrupt(now), ShowState(State.USER_SPEAKING)]
 
     def _speech_stopped(self, event: Event, now: float) -> list[Action]:
+        item_id = _text(event, "item_id")
         self._user_speaking = False
         self.stats.turns += 1
         end_ms = event.get("audio_end_ms")
@@ -251,77 +304,67 @@ class Turns:
         if isinstance(end_ms, int | float) and not isinstance(end_ms, bool):
             ended = self._speech_end(end_ms)
         self._turn_end_t = ended if ended is not None else now
-        return [AnalyzeUtterance(event.get("item_id")), ShowState(State.LISTENING)]
+        return [AnalyzeUtterance(item_id), ShowState(State.LISTENING)]
 
     def _response_created(self, event: Event, now: float) -> list[Action]:
-        response = event.get("response") or {}
-        self._active_response = response.get("id") or "unknown"
+        self._active_response = _text(_object(event, "response"), "id") or "unknown"
         self._active_item = None
         return []
 
     def _response_done(self, event: Event, now: float) -> list[Action]:
-        response = event.get("response") or {}
-        if response.get("id") in (self._active_response, None):
+        if _text(_object(event, "response"), "id") in (self._active_response, None):
             self._active_response = None
         return []
 
-    def _is_cancelled(self, event: Event) -> bool:
-        return (
-            event.get("response_id") in self._cancelled or event.get("item_id") in self._cancelled
-        )
+    def _is_cancelled(self, response_id: str | None, item_id: str | None) -> bool:
+        return response_id in self._cancelled or item_id in self._cancelled
 
     def _audio_delta(self, event: Event, now: float) -> list[Action]:
-        if self._is_cancelled(event):
+        response_id, item_id = _text(event, "response_id"), _text(event, "item_id")
+        delta = _text(event, "delta") or ""
+        if self._is_cancelled(response_id, item_id):
             self.stats.late_deltas_dropped += 1
             return []
         try:
-            pcm = base64.b64decode(event.get("delta") or "", validate=True)
-        except (binascii.Error, TypeError, ValueError):
-            logger.warning("%s dropped an audio delta that is not base64", self._label)
-            return []
-        item_id = event.get("item_id")
-        if event.get("response_id") == self._active_response:
+            pcm = base64.b64decode(delta, validate=True)
+        except (binascii.Error, ValueError):
+            raise MalformedEvent("delta") from None
+        if response_id == self._active_response:
             self._active_item = item_id
         pcm = pcm[: len(pcm) & ~1]
         return [PlayAudio(item_id, pcm)] if pcm else []
 
     def _assistant_text(self, event: Event, now: float) -> list[Action]:
-        if self._is_cancelled(event):
+        item_id, text = _text(event, "item_id"), _text(event, "delta") or ""
+        if self._is_cancelled(_text(event, "response_id"), item_id):
             return []
-        text = event.get("delta") or ""
-        return [
-            SendToPage(
-                self._transcripts.update("assistant", event.get("item_id"), text, final=False)
-            )
-        ]
+        return [SendToPage(self._transcripts.update("assistant", item_id, text, final=False))]
 
     def _assistant_text_done(self, event: Event, now: float) -> list[Action]:
-        if self._is_cancelled(event):
+        item_id = _text(event, "item_id")
+        text = _text(event, "transcript") or _text(event, "text")
+        if self._is_cancelled(_text(event, "response_id"), item_id):
             return []
-        text = event.get("transcript") or event.get("text")
-        return [
-            SendToPage(
-                self._transcripts.update("assistant", event.get("item_id"), text, final=True)
-            )
-        ]
+        return [SendToPage(self._transcripts.update("assistant", item_id, text, final=True))]
 
     def _user_text(self, event: Event, now: float) -> list[Action]:
-        text = event.get("delta") or ""
+        item_id, text = _text(event, "item_id"), _text(event, "delta") or ""
         page = self._transcripts.update(
-            "user", event.get("item_id"), text, final=False, replace=self._cumulative
+            "user", item_id, text, final=False, replace=self._cumulative
         )
         return [SendToPage(page)]
 
     def _user_text_done(self, event: Event, now: float) -> list[Action]:
-        text = event.get("transcript")
-        return [
-            SendToPage(self._transcripts.update("user", event.get("item_id"), text, final=True))
-        ]
+        item_id, text = _text(event, "item_id"), _text(event, "transcript")
+        return [SendToPage(self._transcripts.update("user", item_id, text, final=True))]
 
     def _error(self, event: Event, now: float) -> list[Action]:
-        message = error_message(event)
+        message = self._redact(error_message(event))
         if now - self._last_cancel_t < BENIGN_ERROR_WINDOW_S:
             logger.debug("%s ignored a backend error after cancel: %s", self._label, message)
+            return []
+        if not self._errors_shown.take(now):
+            self.stats.errors_not_shown += 1
             return []
         logger.info("%s backend error: %s", self._label, message)
         return [SendToPage(error_event(ErrorCode.BACKEND_ERROR, message))]

@@ -14,6 +14,8 @@ const WORDS = new Map([
   ["network", ["error.network", false]],
   ["not_connected", ["error.not_connected", false]],
   ["autoplay", ["error.autoplay", false]],
+  // ICE never connected (rtc-client.js, connection-check.js): UDP and every relay are blocked.
+  ["network_blocked", ["error.network_blocked", false]],
   // POST /api/sessions refusals (web/errors.py, web/admission.py, web/routes/sessions.py,
   // web/links/access.py); the detail is the server's `message`.
   ["bad_offer", ["error.bad_offer", true]],
@@ -21,6 +23,10 @@ const WORDS = new Map([
   ["body_too_large", ["error.refused", true]],
   ["unsupported_media_type", ["error.refused", true]],
   ["http_error", ["error.refused", true]],
+  ["bad_request", ["error.refused", true]],
+  ["host_not_allowed", ["error.refused", true]],
+  ["client_disconnected", ["error.refused", true]],
+  ["internal_error", ["error.unavailable", true]],
   ["link_not_found", ["error.link_not_found", false]],
   ["link_revoked", ["error.link_revoked", false]],
   ["link_expired", ["error.link_expired", false]],
@@ -34,12 +40,14 @@ const WORDS = new Map([
   ["backend_unavailable", ["error.backend_unavailable", true]],
   ["backend_error", ["error.backend_error", true]],
   ["invalid_client_event", ["error.invalid_client_event", true]],
+  ["too_many_messages", ["error.too_many_messages", false]],
 ]);
 // Words that have a variant saying when to try again (Retry-After).
 const RETRY_KEYS = new Set(["error.busy", "error.unavailable"]);
 const ENDED_KEYS = new Map([
   ["max_duration", "ended.max_duration"],
   ["server_shutdown", "ended.server_shutdown"],
+  ["network_blocked", "error.network_blocked"],
 ]);
 
 export const ERROR_CODES = Object.freeze([...WORDS.keys()]);
@@ -65,7 +73,7 @@ function byStatus(status) {
 
 // The message for why a conversation ended without the person hanging up, or null. Reasons are
 // the server's `ended` reasons (relay/session.py) and the page's own (rtc-client.js:
-// channel_closed, disconnected, ice_failed); all but two mean the connection was lost.
+// channel_closed, disconnected, ice_failed, network_blocked); the rest mean the connection was lost.
 export function endedMessage(reason) {
   if (reason === "hangup") return null;
   return { code: reason, key: ENDED_KEYS.get(reason) ?? "ended.dropped", params: {}, detail: null };

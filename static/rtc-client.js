@@ -4,9 +4,14 @@
 // Events (CustomEvent, payload in `detail`): every server event by its `type` ("state",
 // "transcript", "latency", "interrupted", "error", "ended", ...) and as "event"; "track"
 // {track, stream}; "connectionstate" {state}; "reconnecting" {reason}; "reconnected"
-// {sessionId}; "closed" {reason, error?} once the conversation is over for good.
+// {sessionId}; "closed" {reason, error?} once the conversation is over for good. A peer connection
+// that never connects within ICE_CONNECT_TIMEOUT_MS (the network blocks it) is "closed" with the
+// reason "network_blocked", without a reconnect: the same network would block that too.
+import { configuredRelays, fetchIceServers, gatherCandidates, selectedPair } from "./ice.js";
 
 const DEFAULT_GATHER_TIMEOUT_MS = 2000;
+// Chromium itself gives up on ICE after about 15 s; this bounds every browser the same way.
+export const ICE_CONNECT_TIMEOUT_MS = 15_000;
 const HANGUP_TIMEOUT_MS = 2000;
 // A peer connection "disconnected" this long is treated as dropped (ICE may recover before).
 const DISCONNECT_GRACE_MS = 4000;
@@ -42,12 +47,17 @@ export class RelayClient extends EventTarget {
   #reconnectsLeft = 0;
   #connectedAt = null;
   #graceTimer = null;
+  #iceTimer = null;
+  // Identifies the negotiation in progress while it awaits the ICE servers (no peer yet).
+  #pending = null;
   #dropping = false;
   #closed = true;
 
   constructor(options = {}) {
     super();
     this.sessionsUrl = options.sessionsUrl ?? "/api/sessions";
+    // ICE servers come from iceServersUrl before every call; `iceServers` only if it fails.
+    this.iceServersUrl = options.iceServersUrl ?? "/api/ice-servers";
     this.iceServers = options.iceServers ?? [];
     this.gatherTimeoutMs = options.iceGatherTimeoutMs ?? DEFAULT_GATHER_TIMEOUT_MS;
     this.extraBody = options.extraBody ?? {};
@@ -58,6 +68,8 @@ export class RelayClient extends EventTarget {
     this.sessionId = null;
     this.localStream = null;
     this.remoteStream = null;
+    // performance.now() of the current peer connection's start, offer, answer and connection.
+    this.timeline = {};
   }
 
   // Opens the microphone (when no stream is given), negotiates, and resolves once answered.
@@ -97,6 +109,11 @@ export class RelayClient extends EventTarget {
     return this.send({ type: "interrupt" });
   }
 
+  // The candidate pair the call runs on (ice.js selectedPair), or null before it has one.
+  connectionInfo() {
+    return selectedPair(this.pc);
+  }
+
   // Hangs up: tells the server, stops every track (the microphone light goes off), resets state.
   close() {
     this.#closed = true;
@@ -107,8 +124,13 @@ export class RelayClient extends EventTarget {
   }
 
   async #negotiate() {
-    const pc = new RTCPeerConnection({ iceServers: this.iceServers });
+    const marker = {};
+    this.#pending = marker;
+    const iceServers = await fetchIceServers(this.iceServersUrl, this.extraBody, this.iceServers);
+    if (this.#closed || this.#pending !== marker) throw abortedError();
+    const pc = new RTCPeerConnection({ iceServers });
     this.pc = pc;
+    this.timeline = { start: performance.now() };
     const remoteStream = new MediaStream();
     this.remoteStream = remoteStream;
     pc.addEventListener("track", (event) => {
@@ -130,40 +152,23 @@ export class RelayClient extends EventTarget {
       if (this.pc === pc) this.#dropped("channel_closed");
     });
     await pc.setLocalDescription(await pc.createOffer());
-    await waitForIceGathering(pc, this.gatherTimeoutMs);
+    const relays = configuredRelays(iceServers).size > 0;
+    await gatherCandidates(pc, { timeoutMs: this.gatherTimeoutMs, relays });
     if (this.pc !== pc) throw abortedError();
-    const body = await this.#postOffer(pc.localDescription.sdp);
+    this.timeline.offer = performance.now();
+    const offer = { ...this.extraBody, sdp: pc.localDescription.sdp, type: "offer" };
+    const body = await postOffer(this.sessionsUrl, offer);
     if (this.pc !== pc) {
       deleteSession(this.sessionsUrl, body.session_id);
       throw abortedError();
     }
     this.sessionId = body.session_id;
     await pc.setRemoteDescription({ type: body.type, sdp: body.sdp });
+    this.timeline.answer = performance.now();
+    if (this.pc === pc && pc.connectionState !== "connected") {
+      this.#iceTimer = setTimeout(() => this.#blocked(pc), ICE_CONNECT_TIMEOUT_MS);
+    }
     return remoteStream;
-  }
-
-  async #postOffer(sdp) {
-    let response;
-    try {
-      response = await fetch(this.sessionsUrl, {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ ...this.extraBody, sdp, type: "offer" }),
-      });
-    } catch (error) {
-      throw new RelayError("network", { detail: error.message });
-    }
-    const body = await response.json().catch(() => ({}));
-    if (!response.ok) {
-      // The server always answers {"error": {code, message}}; a proxy's own page does not.
-      const error = body.error ?? {};
-      throw new RelayError(error.code ?? `http_${response.status}`, {
-        detail: error.message ?? `${response.status} ${response.statusText}`.trim(),
-        status: response.status,
-        retryAfterS: parseRetryAfter(response.headers.get("Retry-After")),
-      });
-    }
-    return body;
   }
 
   #onConnectionState(state) {
@@ -172,6 +177,10 @@ export class RelayClient extends EventTarget {
     this.#graceTimer = null;
     if (state === "connected") {
       this.#connectedAt = performance.now();
+      this.timeline.connected ??= this.#connectedAt;
+      clearTimeout(this.#iceTimer);
+    } else if (state === "failed" && this.timeline.connected === undefined) {
+      this.#blocked(this.pc);
     } else if (state === "failed") {
       this.#dropped("ice_failed");
     } else if (state === "disconnected") {
@@ -219,6 +228,12 @@ export class RelayClient extends EventTarget {
     }
   }
 
+  // ICE never connected this peer connection: UDP and every configured relay are blocked.
+  #blocked(pc) {
+    if (this.pc !== pc || this.timeline.connected !== undefined) return;
+    this.#finish("network_blocked");
+  }
+
   #finish(reason, error) {
     if (this.#closed) return;
     this.close();
@@ -228,7 +243,10 @@ export class RelayClient extends EventTarget {
   // Stops the peer connection; the microphone stays open unless close() stops it.
   #teardown({ hangUp }) {
     clearTimeout(this.#graceTimer);
+    clearTimeout(this.#iceTimer);
     this.#graceTimer = null;
+    this.#iceTimer = null;
+    this.#pending = null;
     const hangingUp = hangUp && this.sessionId ? deleteSession(this.sessionsUrl, this.sessionId) : null;
     const pc = this.pc;
     this.pc = null;
@@ -248,8 +266,34 @@ export class RelayClient extends EventTarget {
   }
 }
 
+// POSTs an offer (with extra fields such as a demo link's) and returns the server's answer; a
+// refusal is a RelayError with the server's code.
+export async function postOffer(sessionsUrl, body) {
+  let response;
+  try {
+    response = await fetch(sessionsUrl, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+    });
+  } catch (error) {
+    throw new RelayError("network", { detail: error.message });
+  }
+  const answer = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    // The server always answers {"error": {code, message}}; a proxy's own page does not.
+    const error = answer.error ?? {};
+    throw new RelayError(error.code ?? `http_${response.status}`, {
+      detail: error.message ?? `${response.status} ${response.statusText}`.trim(),
+      status: response.status,
+      retryAfterS: parseRetryAfter(response.headers.get("Retry-After")),
+    });
+  }
+  return answer;
+}
+
 // Resolves (never rejects) once the server answered the hang-up or HANGUP_TIMEOUT_MS passed.
-function deleteSession(sessionsUrl, sessionId) {
+export function deleteSession(sessionsUrl, sessionId) {
   const signal = AbortSignal.timeout?.(HANGUP_TIMEOUT_MS);
   return fetch(`${sessionsUrl}/${encodeURIComponent(sessionId)}`, { method: "DELETE", keepalive: true, signal })
     .then(() => {})
@@ -280,22 +324,4 @@ export async function openMicrophone() {
   } catch (error) {
     throw new RelayError(MIC_ERRORS.get(error.name) ?? "mic_error", { detail: error.name });
   }
-}
-
-// Resolves when ICE gathering completes or after timeoutMs, whichever comes first.
-export function waitForIceGathering(pc, timeoutMs) {
-  return new Promise((resolve) => {
-    if (pc.iceGatheringState === "complete") return resolve();
-    const cleanup = () => {
-      clearTimeout(timer);
-      pc.removeEventListener("icegatheringstatechange", onChange);
-      resolve();
-    };
-    const onChange = () => {
-      if (pc.iceGatheringState === "complete") cleanup();
-    };
-    const timer = setTimeout(cleanup, timeoutMs);
-    pc.addEventListener("icegatheringstatechange", onChange);
-    onChange();
-  });
 }

@@ -1,18 +1,20 @@
 // The talk UI: mounts the conversation controls into a root element and drives a RelayClient.
 // The talk page mounts the full variant; widget and demo pages can mount { compact: true }.
-// Emits "statechange" {state, previous}; states: idle, starting, connecting, listening,
-// user_speaking, assistant_speaking, reconnecting, ended.
+// Emits "statechange" {state, previous}; states: idle, starting, connecting, connecting_model,
+// listening, user_speaking, assistant_speaking, reconnecting, ended.
 import { ConversationLog } from "./conversation.js";
 import { h, ICONS, icon } from "./dom.js";
 import { Translator } from "./i18n.js";
 import { audioContext, LevelMeter } from "./levels.js";
 import { endedMessage, errorMessage } from "./messages.js";
+import { NetworkPanel } from "./network-panel.js";
 import { openMicrophone, RelayClient } from "./rtc-client.js";
 import { buildTalkView } from "./talk-view.js";
 import { toneCues } from "./tone.js";
 
 const LIVE_STATES = new Set(["listening", "user_speaking", "assistant_speaking"]);
-const CALL_STATES = new Set(["starting", "connecting", "reconnecting", ...LIVE_STATES]);
+const EARLY_STATES = new Set(["starting", "connecting", "connecting_model"]);
+const CALL_STATES = new Set([...EARLY_STATES, "reconnecting", ...LIVE_STATES]);
 const RECONNECTS = 1;
 // A double click on Start should not start and at once cancel the call.
 const DOUBLE_CLICK_MS = 400;
@@ -47,8 +49,10 @@ export class TalkUI extends EventTarget {
         alertAction: () => this.#alertAction?.(),
         download: (format) => this.log.download(format),
         submit: (text) => this.sendText(text),
+        check: () => this.checkConnection(),
       },
     });
+    this.network = new NetworkPanel(this.view, translator);
     this.log = new ConversationLog(this.view.log, translator, { onChange: () => this.#onLogChange() });
     this.inputMeter = new LevelMeter(this.view.meterIn);
     this.outputMeter = new LevelMeter(this.view.meterOut);
@@ -100,6 +104,7 @@ export class TalkUI extends EventTarget {
     const client = new RelayClient({ ...this.config, reconnects: RECONNECTS });
     this.client = client;
     this.#listen(client);
+    this.network.track(client);
     this.#setState("connecting");
     try {
       await client.connect(stream);
@@ -128,6 +133,17 @@ export class TalkUI extends EventTarget {
     }
     this.log.typed(message);
     return true;
+  }
+
+  // The probe call of "check my connection" (connection-check.js); not during a call.
+  checkConnection() {
+    if (this.inCall) return Promise.resolve(null);
+    return this.network.check(this.config);
+  }
+
+  // The candidate pair of the live call as the connection details show it, or null.
+  connectionInfo() {
+    return this.client?.connectionInfo() ?? Promise.resolve(null);
   }
 
   toggleMute() {
@@ -163,7 +179,10 @@ export class TalkUI extends EventTarget {
     const signal = this.#clientScope.signal;
     const on = (type, handler) => client.addEventListener(type, (event) => handler(event.detail), { signal });
     on("state", ({ state }) => {
-      if (state !== "ended") this.#setState(state); // "closed" below decides how it ended
+      // The server says `connecting` over the data channel, so the call is up and it waits for
+      // the model to start its session; "closed" below decides how it ended.
+      if (state === "connecting") this.#setState("connecting_model");
+      else if (state !== "ended") this.#setState(state);
     });
     on("transcript", (event) => this.log.transcript(event));
     on("latency", ({ ms }) => this.#showLatency(ms));
@@ -200,6 +219,7 @@ export class TalkUI extends EventTarget {
     const client = this.client;
     this.client = null;
     client?.close();
+    this.network.stop();
     // The stream is kept (stopped) so microphoneTracks() can show it was released.
     this.stream?.getTracks().forEach((track) => track.stop());
     this.inputMeter.detach();
@@ -249,7 +269,7 @@ export class TalkUI extends EventTarget {
     v.el.dataset.state = state;
     const inCall = this.inCall;
     const live = LIVE_STATES.has(state);
-    const early = state === "starting" || state === "connecting";
+    const early = EARLY_STATES.has(state);
     this.i18n.text(v.callLabel, inCall ? (early ? "call.cancel" : "call.end") : "call.start");
     v.callButton.classList.toggle("call--end", inCall);
     v.callButton.replaceChildren(icon(inCall ? ICONS.stop : ICONS.mic), v.callLabel);
@@ -323,6 +343,7 @@ export class TalkUI extends EventTarget {
     this.i18n.apply(this.view.el);
     this.log.refresh();
     this.#renderTone();
+    this.network.relabel();
   }
 
   // Says up front when this browser or page cannot make a call at all.

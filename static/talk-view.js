@@ -4,7 +4,7 @@ import { h, ICONS, icon } from "./dom.js";
 let views = 0;
 
 // Returns the root element (`el`) and the parts talk-ui.js updates. `actions` holds the
-// handlers: toggle, mute, interrupt, dismiss, alertAction, download(format), submit(text).
+// handlers: toggle, mute, interrupt, dismiss, alertAction, download(format), submit(text), check.
 export function buildTalkView(i18n, { compact = false, actions }) {
   const prefix = `talk${++views}`;
   const id = (name) => `${prefix}-${name}`;
@@ -67,6 +67,7 @@ export function buildTalkView(i18n, { compact = false, actions }) {
     label("control.interrupt"),
   );
   const controls = h("div", { class: "controls" }, v.muteButton, v.interruptButton);
+  const network = compact ? null : buildNetworkView(v, i18n, id, label, actions.check);
 
   v.log = h("ol", {
     class: "log",
@@ -121,7 +122,7 @@ export function buildTalkView(i18n, { compact = false, actions }) {
   v.el = h(
     "div",
     { class: `talk${compact ? " talk--compact" : ""}` },
-    h("section", { class: "stage card" }, status, v.callButton, v.alert, meters, v.tonePanel, controls),
+    h("section", { class: "stage card" }, status, v.callButton, v.alert, meters, v.tonePanel, controls, network),
     h(
       "section",
       { class: "conversation card", "aria-labelledby": id("conv") },
@@ -138,4 +139,24 @@ export function buildTalkView(i18n, { compact = false, actions }) {
     v.player,
   );
   return v;
+}
+
+// The connection check (button, summary, one row per path) and the connection details of the
+// live call (a disclosure with the selected candidate pair), filled in by talk-ui.js.
+function buildNetworkView(v, i18n, id, label, check) {
+  const quiet = "button button--small button--quiet";
+  v.checkButton = h("button", { type: "button", class: quiet, onclick: check }, label("check.run"));
+  v.checkSummary = h("p", { class: "check__summary", "aria-live": "polite" });
+  v.checkList = h("dl", { class: "check__paths" });
+  v.checkPanel = h(
+    "section",
+    { class: "check", hidden: true, "aria-labelledby": id("check") },
+    i18n.text(h("h3", { id: id("check"), class: "check__title" }), "check.title"),
+    v.checkSummary,
+    v.checkList,
+  );
+  v.debugNone = i18n.text(h("p", { class: "debug__none" }), "debug.none");
+  v.debugList = h("dl", { class: "debug__pair", hidden: true });
+  v.debugPanel = h("details", { class: "debug" }, i18n.text(h("summary"), "debug.title"), v.debugNone, v.debugList);
+  return h("div", { class: "network" }, v.checkButton, v.checkPanel, v.debugPanel);
 }

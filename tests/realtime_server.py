@@ -1,11 +1,13 @@
-"""A local realtime-protocol server for dialect tests: records what the relay sends."""
+"""Local realtime-protocol servers: one that records what the relay sends (dialect tests), and
+hostile ones that misbehave in one way each."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,3 +96,101 @@ async def recording_server(dialect: str, **options: Any) -> AsyncIterator[Record
         port = next(iter(server.sockets)).getsockname()[1]
         recorder.url = f"ws://127.0.0.1:{port}/v1/realtime"
         yield recorder
+
+
+# -- hostile backends: each is the whole life of one connection ---------------------------------
+
+Behaviour = Callable[[ServerConnection], Awaitable[None]]
+GOOD_PCM = bytes(range(256)) * 19  # 101 ms of pcm16 24 kHz that is not silence
+# Fields of the wrong type for every event the relay handles, and messages that are not events.
+GARBAGE: list[str] = [
+    "not json at all {",
+    "[1, 2, 3]",
+    '"a string"',
+    "null",
+    json.dumps({"type": ["response.audio.delta"], "delta": "AAAA"}),
+    json.dumps({"type": "response.created", "response": "resp_1"}),
+    json.dumps({"type": "response.done", "response": 7}),
+    json.dumps({"type": "response.audio_transcript.delta", "item_id": "i", "delta": 12}),
+    json.dumps({"type": "response.audio_transcript.done", "transcript": ["x"]}),
+    json.dumps({"type": "response.audio.delta", "item_id": ["i"], "delta": "AAAA"}),
+    json.dumps({"type": "response.audio.delta", "delta": {"pcm": 1}}),
+    json.dumps({"type": "input_audio_buffer.speech_stopped", "item_id": 5}),
+    json.dumps({"type": "conversation.item.input_audio_transcription.completed", "transcript": 1}),
+    json.dumps({"type": "error", "error": "just a string"}),
+    json.dumps({"type": "session.updated", "session": "nope"}),
+]
+
+
+def created_event() -> str:
+    return json.dumps({"type": "session.created", "session": {"id": "sess_hostile"}})
+
+
+def audio_delta_event(pcm: bytes, item_id: str = "item_good") -> str:
+    delta = base64.b64encode(pcm).decode()
+    event = {"type": "response.audio.delta", "response_id": "resp_good", "item_id": item_id}
+    return json.dumps(event | {"delta": delta})
+
+
+async def read_forever(ws: ServerConnection) -> None:
+    async for _ in ws:
+        pass
+
+
+async def never_created(ws: ServerConnection) -> None:
+    await read_forever(ws)
+
+
+async def close_at_once(ws: ServerConnection) -> None:
+    await ws.close(1011, "going away")
+
+
+async def garbage(ws: ServerConnection) -> None:
+    await ws.send(created_event())
+    for message in GARBAGE:
+        await ws.send(message)
+    await ws.send(audio_delta_event(GOOD_PCM * 10))  # the conversation goes on
+    await read_forever(ws)
+
+
+async def huge_delta(ws: ServerConnection) -> None:
+    await ws.send(created_event())
+    await ws.send(audio_delta_event(bytes(range(256)) * 30_000, item_id="item_huge"))  # 10 MB
+    await ws.send(audio_delta_event(GOOD_PCM * 10))
+    await read_forever(ws)
+
+
+async def deaf(ws: ServerConnection) -> None:
+    await ws.send(created_event())
+    await ws.wait_closed()  # never reads again
+
+
+async def error_flood(ws: ServerConnection) -> None:
+    await ws.send(created_event())
+    for i in range(5000):
+        await ws.send(json.dumps({"type": "error", "error": {"message": f"overloaded {i}"}}))
+    await read_forever(ws)
+
+
+@asynccontextmanager
+async def hostile_server(behaviour: Behaviour) -> AsyncIterator[str]:
+    """A realtime URL whose server does `behaviour` on every connection.
+
+    It reads into small buffers (a 4 KiB socket buffer, one queued message), so a server that
+    stops reading stops the relay's writes soon.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    async with serve(behaviour, sock=sock, max_size=None, max_queue=1, close_timeout=1):
+        yield f"ws://127.0.0.1:{port}/v1/realtime"
+
+
+async def echo_key(ws: ServerConnection) -> None:
+    """Repeats the Authorization header it was sent in an error, as a careless backend might."""
+    assert ws.request is not None
+    auth = ws.request.headers.get("Authorization", "")
+    await ws.send(created_event())
+    await ws.send(json.dumps({"type": "error", "error": {"message": f"key rejected: {auth}"}}))
+    await read_forever(ws)

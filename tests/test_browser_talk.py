@@ -263,6 +263,7 @@ async def test_browser_talk_denied_microphone(live_server: LiveServer) -> None:
         talk.assert_no_errors()
 
 
+@pytest.mark.settings(allowed_hosts=["127.0.0.1", "voice-relay.test"])
 async def test_browser_talk_insecure_page_says_https_is_needed(live_server: LiveServer) -> None:
     # 127.0.0.1 counts as secure; a plain-HTTP host name does not (as a real deployment would).
     host = "voice-relay.test"
@@ -358,7 +359,7 @@ async def test_browser_talk_interrupt(speaking_talk: TalkPage) -> None:
     page = speaking_talk.page
     await speaking_talk.start()
     await page.wait_for_function(
-        "voiceRelay.state === 'assistant_speaking'", timeout=TURN_TIMEOUT_MS
+        "() => voiceRelay.state === 'assistant_speaking'", timeout=TURN_TIMEOUT_MS
     )
     seen = await page.evaluate("stateLog.length")
     await page.get_by_role("button", name="Interrupt").click()

@@ -60,6 +60,7 @@ OVERSIZED = "A" * (15 * 1024 * 1024 + 4)
     ("message", "code", "param"),
     [
         ("this is not json", "invalid_json", None),
+        (b'{"type": "input_audio_buffer.clear"}', "binary_message_unsupported", None),
         ("[1, 2, 3]", "invalid_event", None),
         ('{"type": "no.such.event", "event_id": "client-1"}', "invalid_value", "type"),
         (
@@ -87,11 +88,19 @@ OVERSIZED = "A" * (15 * 1024 * 1024 + 4)
             "audio",
         ),
     ],
-    ids=["non-json", "non-object", "unknown-type", "bad-base64", "odd-length", "oversized"],
+    ids=[
+        "non-json",
+        "binary",
+        "non-object",
+        "unknown-type",
+        "bad-base64",
+        "odd-length",
+        "oversized",
+    ],
 )
 @pytest.mark.parametrize("model", ["echo", "loopback"])
 async def test_bad_input_gets_error_and_session_stays_usable(
-    model: str, message: str, code: str, param: str | None
+    model: str, message: str | bytes, code: str, param: str | None
 ) -> None:
     async with serve_backend() as backend, realtime(backend, model) as client:
         await client.websocket.send(message)
@@ -103,7 +112,7 @@ async def test_bad_input_gets_error_and_session_stays_usable(
     assert error["type"] == "invalid_request_error"
     assert (error["code"], error["param"]) == (code, param)
     assert error["message"]
-    assert error["event_id"] == ("client-1" if "client-1" in message else None)
+    assert error["event_id"] == ("client-1" if "client-1" in str(message) else None)
     assert cleared["type"] == "input_audio_buffer.cleared"
 
 

@@ -2,7 +2,9 @@
 
 Pins: events sent before the page's channel opens are kept (the newest 32) and arrive in order
 once it opens; the page's messages are checked by relay.policy, allowed ones reach the session
-and anything else is answered with an `invalid_client_event` error carrying the reason.
+and anything else is answered with an `invalid_client_event` error carrying the reason; typed
+text beyond a few a second, and any message beyond the looser overall limit, is dropped and
+counted, and the page is told with one `too_many_messages` error a second, not one a message.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from aiortc import RTCDataChannel, RTCPeerConnection
 
 from relay.page_channel import MAX_PENDING_EVENTS, PageChannel
 from relay.peer import create_peer_connection
-from relay.policy import Interrupt, PageMessage, TextMessage
+from relay.policy import MESSAGE_BURST, TEXT_BURST, Interrupt, PageMessage, TextMessage
 
 from .conftest import wait_until
 from .media import LOOPBACK
@@ -90,3 +92,52 @@ async def test_page_channel_passes_allowed_messages_and_refuses_the_rest() -> No
     assert "'session.update' is not allowed" in details[0]
     assert "not JSON" in details[1]
     assert "too long" in details[2]
+
+
+class Clock:
+    """Time as the test sets it."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_page_channel_limits_typed_text_and_says_so_once_a_second() -> None:
+    received: list[PageMessage] = []
+    clock = Clock()
+    page_channel = PageChannel(received.append, clock=clock)
+    async with connected(page_channel) as page:
+        for i in range(30):
+            page.send({"type": "text", "text": f"buy now {i}"})
+        await wait_until(lambda: page_channel.refused_messages == 30 - TEXT_BURST)
+        assert received == [TextMessage(f"buy now {i}") for i in range(TEXT_BURST)]
+        # An interrupt is not typed text: it still gets through.
+        page.send({"type": "interrupt"})
+        await wait_until(lambda: len(received) == TEXT_BURST + 1)
+        # Time refills the bucket: a second later two more go through, and the third is refused.
+        clock.now += 1.0
+        for text in ("later", "later too", "too soon"):
+            page.send({"type": "text", "text": text})
+        await wait_until(lambda: len(page.events) == 2)
+        assert received[-2:] == [TextMessage("later"), TextMessage("later too")]
+    refusal = {"type": "error", "code": "too_many_messages"}
+    assert page.events == [refusal | {"detail": "more than 2 typed messages a second"}] * 2
+    assert page_channel.refused_messages == 30 - TEXT_BURST + 1
+
+
+async def test_page_channel_limits_every_kind_of_message() -> None:
+    received: list[PageMessage] = []
+    page_channel = PageChannel(received.append, clock=Clock())
+    async with connected(page_channel) as page:
+        for _ in range(500):
+            page.send({"type": "interrupt"})
+            page.send("not json")
+        await wait_until(
+            lambda: page_channel.refused_messages == 1000 - MESSAGE_BURST, timeout_s=10
+        )
+        await wait_until(lambda: len(page.events) == MESSAGE_BURST // 2 + 1)
+    assert received == [Interrupt()] * (MESSAGE_BURST // 2)
+    codes = [e["code"] for e in page.events]
+    assert codes == ["invalid_client_event"] * (MESSAGE_BURST // 2) + ["too_many_messages"]

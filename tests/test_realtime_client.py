@@ -1,9 +1,15 @@
-"""RealtimeClient: bounded outbox, merged appends, plain errors, and the key kept out of logs."""
+"""RealtimeClient: bounded outbox, merged appends, plain errors, and the key kept out of logs.
+
+Also pins: a backend that stops reading keeps the outbox bounded and is given up on (an error,
+not a hang); an error before `session.created` is a BackendError without the key, and closes
+the socket; the local `loopback` model starts a new response after a `response.cancel`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 from typing import Any
 
@@ -11,11 +17,12 @@ import pytest
 
 from protocol.events import ServerEvent
 from relay.backends import BackendConfig, RealtimeClient, dialect_for
-from relay.backends.client import MAX_PENDING_AUDIO_BYTES
+from relay.backends import client as realtime_client
+from relay.backends.client import MAX_PENDING_AUDIO_BYTES, MAX_PENDING_EVENTS
 from relay.errors import BackendError
 
 from .local_backend import serve_backend
-from .realtime_server import recording_server
+from .realtime_server import deaf, hostile_server, recording_server
 
 pytestmark = pytest.mark.integration
 
@@ -99,4 +106,79 @@ async def test_client_reads_the_ga_session_shape(created: dict[str, Any], silenc
         client = RealtimeClient(config, dialect_for("openai"))
         await client.connect()
         assert client.silence_ms == silence_ms
+        await client.close()
+
+
+async def test_client_gives_up_on_a_backend_that_stops_reading(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(realtime_client, "SEND_STALL_TIMEOUT_S", 1.0)
+    async with hostile_server(deaf) as url:
+        client = RealtimeClient(BackendConfig("local", url, "echo"), dialect_for("local"))
+        await client.connect()
+        assert client.ready
+
+        async def talk() -> None:  # far faster than real time, so the socket fills soon
+            while True:
+                client.append_audio(bytes(9600))
+                client.send({"type": "input_audio_buffer.commit"})
+                events, audio = client.backlog
+                assert events <= MAX_PENDING_EVENTS and audio <= MAX_PENDING_AUDIO_BYTES
+                await asyncio.sleep(0.002)
+
+        talking = asyncio.create_task(talk())
+        with pytest.raises(BackendError, match="stopped reading"):
+            async with asyncio.timeout(30):
+                async for _ in client.events():
+                    pass
+        talking.cancel()
+        await asyncio.gather(talking, return_exceptions=True)
+        assert client.dropped_audio_bytes > 0 and client.dropped_events > 0
+        async with asyncio.timeout(realtime_client.CLOSE_TIMEOUT_S + 1):
+            await client.close()
+
+
+async def test_client_error_before_the_session_is_redacted_and_closes_the_socket() -> None:
+    async def refuse(ws: Any) -> None:
+        auth = ws.request.headers["Authorization"]
+        await ws.send(json.dumps({"type": "error", "error": {"message": f"no: {auth}"}}))
+        await ws.wait_closed()
+
+    async with hostile_server(refuse) as url:
+        config = BackendConfig("openai", url, "gpt-realtime", api_key="sk-echoed-99")
+        client = RealtimeClient(config, dialect_for("openai"))
+        with pytest.raises(BackendError) as raised:
+            await client.connect()
+    assert str(raised.value) == "backend error: no: Bearer [redacted]"
+    assert not client.ready and client.backlog == (0, 0)
+
+
+async def test_loopback_starts_a_new_response_after_a_cancel() -> None:
+    async with serve_backend() as backend:
+        client = RealtimeClient(
+            BackendConfig("local", backend.url, "loopback"), dialect_for("local")
+        )
+        await client.connect()
+        events = client.events()
+        seen: list[dict[str, Any]] = []
+
+        async def until(kind: str) -> dict[str, Any]:
+            async with asyncio.timeout(5):
+                async for event in events:
+                    seen.append(event)
+                    if event["type"] == kind:
+                        return event
+            raise AssertionError(f"no {kind}")
+
+        first = (await until("response.created"))["response"]["id"]
+        client.append_audio(bytes(960))
+        assert (await until("response.audio.delta"))["response_id"] == first
+        client.send({"type": "response.cancel"})
+        done = await until("response.done")
+        assert done["response"]["id"] == first and done["response"]["status"] == "cancelled"
+        client.append_audio(bytes(960))
+        second = (await until("response.created"))["response"]["id"]
+        assert second != first
+        assert (await until("response.audio.delta"))["response_id"] == second
+        assert not [e for e in seen if e["type"] == "error"]
         await client.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from aiortc import RTCRtpSender, RTCSessionDescription
 
@@ -104,6 +106,40 @@ async def test_an_offer_without_opus_gets_a_clear_400(live_server: LiveServer) -
         assert len(live_server.registry) == 0
     finally:
         await client.close()
+
+
+def without_data_channel(sdp: str) -> str:
+    return sdp.split("\r\nm=application", 1)[0] + "\r\n"
+
+
+@pytest.mark.parametrize(
+    ("mangle", "words"),
+    [
+        (lambda sdp: sdp.replace("a=mid:0", "a=mid:x"), "not in its BUNDLE group"),
+        (lambda sdp: without_data_channel(sdp).replace("BUNDLE 0 1", "BUNDLE 1 0"), "mid '1'"),
+        (lambda sdp: sdp.replace("a=mid:0\r\n", ""), "no a=mid"),
+        (lambda sdp: sdp.replace("a=mid:1", "a=mid:0"), "two m= sections with mid '0'"),
+    ],
+    ids=["mid-outside-bundle", "no-application-but-bundled", "no-mid", "same-mid-twice"],
+)
+async def test_an_offer_with_inconsistent_bundle_gets_a_clear_400(
+    live_server: LiveServer, mangle: Callable[[str], str], words: str
+) -> None:
+    client = ClientPeer()
+    offer = (await client.offer()).sdp
+    await client.close()
+    assert "a=group:BUNDLE 0 1\r\n" in offer and "a=mid:1\r\n" in offer
+    async with live_server.http() as http:
+        response = await http.post("/api/sessions", json={"sdp": mangle(offer), "type": "offer"})
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["code"] == "bad_offer"
+        assert words in response.json()["error"]["message"]
+        assert len(live_server.registry) == 0
+        # An offer without a data channel, consistently bundled, is still answered.
+        audio_only = without_data_channel(offer).replace("BUNDLE 0 1", "BUNDLE 0")
+        response = await http.post("/api/sessions", json={"sdp": audio_only, "type": "offer"})
+        assert response.status_code == 201, response.text
+        await http.delete(f"/api/sessions/{response.json()['session_id']}")
 
 
 async def test_opus_is_answered_even_when_offered_after_g711(live_server: LiveServer) -> None:

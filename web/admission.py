@@ -19,16 +19,15 @@ def own_origins(request: Request, settings: Settings) -> set[str]:
     return origins
 
 
-async def admit(
+async def check_access(
     request: Request,
     settings: Settings,
     store: LinkStore,
     signer: LinkSigner,
-    limiter: SessionLimiter,
     slug: str | None,
     token: str | None,
-) -> tuple[DemoLink | None, Lease]:
-    """Checks one session request; the lease must be released when the session ends."""
+) -> DemoLink | None:
+    """The link (if any) is live and its token good, and the page's origin may use it."""
     link = None
     if slug is not None:
         try:
@@ -42,6 +41,20 @@ async def admit(
     if link is None and origin is not None and origin.lower() not in allowed:
         # The server's own persona is for its own pages; other sites embed a demo link.
         raise ApiError(403, "origin_not_allowed", f"sessions may not be started from {origin}")
+    return link
+
+
+async def admit(
+    request: Request,
+    settings: Settings,
+    store: LinkStore,
+    signer: LinkSigner,
+    limiter: SessionLimiter,
+    slug: str | None,
+    token: str | None,
+) -> tuple[DemoLink | None, Lease]:
+    """Checks one session request; the lease must be released when the session ends."""
+    link = await check_access(request, settings, store, signer, slug, token)
     backend = link.backend if link is not None and link.backend else settings.resolved_backend
     if backend != "local" and settings.key_for(backend) is None and not settings.backend_url:
         raise ApiError(503, "backend_not_configured", f"this server has no key for {backend}")

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from localmodel.models import preload_model
 from relay import MediaOptions, SessionRegistry
@@ -17,7 +18,8 @@ from .backend import backend_config, session_options
 from .errors import install_error_handlers
 from .links import LINKS_FILE, SessionLimiter, SqliteLinkStore, seed_built_in_links
 from .links.tokens import signer_for
-from .routes import admin, links, pages, realtime, sessions
+from .middleware import BodyLimitMiddleware, SecurityHeadersMiddleware, TrustedHostMiddleware
+from .routes import admin, ice, links, pages, realtime, sessions
 from .settings import Settings, secret_value
 from .templating import STATIC_DIR
 
@@ -37,6 +39,7 @@ def create_app(
         await seed_built_in_links(app.state.links)
         app.state.signer = signer_for(secret_value(settings.secret_key), settings.data_dir)
         app.state.limiter = SessionLimiter(settings.sessions_per_ip_per_minute)
+        app.state.ice_rate = ice.ice_rate()
         backend = backend_config(settings)
         logger.info("voice-relay backend=%s model=%s", backend.dialect, backend.model)
         if backend.dialect == "local" and not settings.backend_url:
@@ -51,9 +54,35 @@ def create_app(
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(sessions.router)
+    app.include_router(ice.router)
     app.include_router(admin.router)
     app.include_router(realtime.router)
     app.include_router(pages.router)
     app.include_router(links.router)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    install_middleware(app, settings)
     return app
+
+
+# Request body limits by path prefix: an SDP offer, a link's fields (instructions up to 8,000
+# characters, JSON-escaped), nothing else takes a body.
+BODY_LIMITS = [("/api/sessions", 64 * 1024), ("/api/admin/", 256 * 1024)]
+DEFAULT_BODY_LIMIT = 4 * 1024
+
+
+def install_middleware(app: FastAPI, settings: Settings) -> None:
+    """Outermost first: proxy headers, trusted hosts, security headers, body limits."""
+    app.add_middleware(BodyLimitMiddleware, limits=BODY_LIMITS, default_bytes=DEFAULT_BODY_LIMIT)
+    app.add_middleware(SecurityHeadersMiddleware)
+    hosts = settings.allowed_hosts_or_default()
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts)
+    if settings.trusted_proxies:
+        # Only a configured proxy's X-Forwarded-For/-Proto set the client address and scheme.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
+    every_interface = settings.host in {"0.0.0.0", "::", ""}
+    if every_interface and not (settings.public_url or settings.allowed_hosts):
+        logger.warning(
+            "listening on every interface but answering only to %s: set VOICE_RELAY_PUBLIC_URL "
+            "or VOICE_RELAY_ALLOWED_HOSTS to the names people use",
+            ", ".join(hosts),
+        )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from relay import BackendConfig, IceServerConfig, MediaOptions, SessionOptions
+from relay import BackendConfig, MediaOptions, SessionOptions
+from relay.peer import PeerNetwork
 
 from .links import DemoLink
 from .settings import BackendName, Settings
+from .turn import server_ice_servers
 
 
 def backend_config(settings: Settings, link: DemoLink | None = None) -> BackendConfig:
@@ -42,13 +44,15 @@ def backend_config(settings: Settings, link: DemoLink | None = None) -> BackendC
 def session_options(
     settings: Settings, link: DemoLink | None = None, media: MediaOptions = MediaOptions()
 ) -> SessionOptions:
-    servers = [IceServerConfig(s.urls, s.username, s.credential) for s in settings.ice_servers]
+    servers = server_ice_servers(settings)  # STUN only: the server needs no TURN of its own
     max_duration_s = settings.max_session_s
     if link is not None:
         max_duration_s = min(max_duration_s, link.limits.max_session_s)
     return SessionOptions(
         ice_servers=servers,
         max_duration_s=max_duration_s,
+        connect_timeout_s=settings.connect_timeout_s,
         host_addresses=tuple(settings.ice_addresses),
+        network=PeerNetwork(settings.udp_ports, settings.public_ip),
         media=media,
     )

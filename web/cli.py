@@ -6,12 +6,12 @@ import argparse
 import logging
 import sys
 
-import uvicorn
 from fastapi import FastAPI
 from pydantic import ValidationError
 
 from .app import create_app
 from .links import cli as links_cli
+from .realtime_guard import on_loopback
 from .routes import realtime
 from .server import RelayServer
 from .settings import Settings
@@ -20,9 +20,10 @@ BACKEND_HOST = "127.0.0.1"
 BACKEND_PORT = 8001
 
 
-def create_backend_app() -> FastAPI:
+def create_backend_app(settings: Settings | None = None) -> FastAPI:
     """Only the embedded realtime endpoint (`/v1/realtime`), to run the local models alone."""
     app = FastAPI(title="voice-relay backend", openapi_url=None)
+    app.state.settings = settings or Settings()
     app.include_router(realtime.router)
     return app
 
@@ -43,9 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     links_cli.add_commands(commands)
     args = parser.parse_args(argv)
 
-    overrides = {}
-    if args.command == "serve":
-        overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    given = (("host", getattr(args, "host", None)), ("port", getattr(args, "port", None)))
+    overrides = {key: value for key, value in given if value is not None}
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
@@ -58,15 +58,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     log_level = settings.log_level.lower()
     if args.command == "backend":
-        config = uvicorn.Config(
-            create_backend_app(), host=args.host, port=args.port, log_level=log_level
-        )
-        uvicorn.Server(config).run()
-        return 0
-    server = RelayServer(
-        create_app(settings), host=settings.host, port=settings.port, log_level=log_level
-    )
-    server.run()
+        if settings.realtime_token is None and not on_loopback(settings.host):
+            print(  # noqa: T201
+                f"voice-relay: listening on {settings.host} needs VOICE_RELAY_REALTIME_TOKEN",
+                file=sys.stderr,
+            )
+            return 2
+        app = create_backend_app(settings)
+    else:
+        app = create_app(settings)
+    RelayServer(app, host=settings.host, port=settings.port, log_level=log_level).run()
     return 0
 
 

@@ -11,9 +11,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from relay import BackendError, PolicyViolation, RelayError, SessionNotFound, SignallingError
 from relay.errors import AtCapacity
+
+from .middleware.body_limit import BodyTooLarge
 
 STATUS_FOR: list[tuple[type[RelayError], int, str]] = [
     (SignallingError, 400, "bad_offer"),
@@ -59,7 +62,21 @@ def install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
         headers = dict(exc.headers) if exc.headers else None
-        return error_response(exc.status_code, "http_error", str(exc.detail), headers)
+        code = "body_too_large" if isinstance(exc, BodyTooLarge) else "http_error"
+        return error_response(exc.status_code, code, str(exc.detail), headers)
+
+    async def undecodable(request: Request, exc: Exception) -> JSONResponse:
+        # Input that decodes but cannot be used: JSON nested past the parser's recursion limit,
+        # or a string with a lone surrogate ("\ud800") that no UTF-8 encoder accepts.
+        what = "is nested too deeply" if isinstance(exc, RecursionError) else "is not valid text"
+        return error_response(400, "bad_request", f"the request {what}")
+
+    async def disconnected(request: Request, exc: Exception) -> JSONResponse:
+        # The client left mid-body: nobody reads this answer, but it is no server error.
+        return error_response(400, "client_disconnected", "the request body was cut short")
+
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        return error_response(500, "internal_error", "the server failed; it has been logged")
 
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -72,3 +89,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RelayError, relay_error)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(RecursionError, undecodable)
+    app.add_exception_handler(UnicodeError, undecodable)
+    app.add_exception_handler(ClientDisconnect, disconnected)
+    app.add_exception_handler(Exception, internal_error)

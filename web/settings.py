@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from relay.backends import dialect_for
+from relay.public_address import PublicAddresses
+from relay.udp_ports import PortRange
 
 BackendName = Literal["local", "stepfun", "openai"]
 
@@ -47,28 +59,79 @@ class Settings(BaseSettings):
     )
     ice_servers: list[IceServer] = []
     ice_addresses: Annotated[list[str], NoDecode] = []
+    # TURN for pages (GET /api/ice-servers): REST API credentials minted per call (docs/deploy.md)
+    turn_secret: SecretStr | None = None
+    turn_urls: Annotated[list[str], NoDecode] = []
+    turn_ttl_s: int = Field(600, ge=60, le=86400)
+    udp_ports: Annotated[PortRange | None, NoDecode] = None  # host candidates bind only these
+    public_ip: Annotated[PublicAddresses, NoDecode] = PublicAddresses()  # advertised (1:1 NAT)
     max_session_s: float = Field(1800.0, gt=0)
+    connect_timeout_s: float = Field(15.0, gt=0)  # an offer not connected by then ends
     log_level: str = "info"
     data_dir: Path = Path("data")
-    public_url: str | None = None
+    public_url: str | None = Field(None, pattern=r"^https?://[^/?#\s]+(/[^?#\s]*)?$")
+    # Host names the server answers to (DNS rebinding); default: allowed_hosts_or_default.
+    allowed_hosts: Annotated[list[str], NoDecode] = []
+    # Addresses/networks whose X-Forwarded-For/-Proto are believed (a reverse proxy).
+    trusted_proxies: Annotated[list[str], NoDecode] = []
     admin_token: SecretStr | None = None
+    # Bearer token for /v1/realtime; without one it is open only while listening on loopback.
+    realtime_token: SecretStr | None = None
     secret_key: SecretStr | None = None
     sessions_per_ip_per_minute: int = Field(10, ge=1)
     max_sessions: int | None = Field(None, ge=1)  # default: resolved_max_sessions
+    # What the relay presents to this process's own /v1/realtime: its sessions are counted
+    # already, so the endpoint must know them from outside clients. Never leaves the process.
+    _relay_credential: str = PrivateAttr(default_factory=lambda: secrets.token_urlsafe(32))
 
-    @field_validator("ice_addresses", mode="before")
+    @field_validator("ice_addresses", "allowed_hosts", "trusted_proxies", mode="before")
     @classmethod
     def _split_addresses(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("stepfun_api_key", "openai_api_key", "admin_token", mode="after")
+    @field_validator("turn_urls", mode="before")
+    @classmethod
+    def _split_turn_urls(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        for url in value if isinstance(value, list) else []:
+            if not str(url).startswith(("turn:", "turns:")):
+                raise ValueError(f"{url!r} is not a TURN URL (turn:HOST:PORT or turns:HOST:PORT)")
+        return value
+
+    @field_validator("udp_ports", mode="before")
+    @classmethod
+    def _parse_port_range(cls, value: object) -> object:
+        if isinstance(value, str):
+            return PortRange.parse(value) if value.strip() else None
+        return value
+
+    @field_validator("public_ip", mode="before")
+    @classmethod
+    def _parse_public_ip(cls, value: object) -> object:
+        return PublicAddresses.parse(value) if isinstance(value, str) else value
+
+    @field_validator(
+        "stepfun_api_key",
+        "openai_api_key",
+        "admin_token",
+        "realtime_token",
+        "turn_secret",
+        mode="after",
+    )
     @classmethod
     def _reject_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and value.get_secret_value().strip() in {"", "changeme", "sk-..."}:
             return None
         return value
+
+    @model_validator(mode="after")
+    def _check_turn(self) -> Settings:
+        if bool(self.turn_urls) != (self.turn_secret is not None):
+            raise ValueError("VOICE_RELAY_TURN_URLS and VOICE_RELAY_TURN_SECRET go together")
+        return self
 
     @model_validator(mode="after")
     def _check_key(self) -> Settings:
@@ -111,7 +174,20 @@ class Settings(BaseSettings):
         return self.key_for(self.resolved_backend)
 
     def key_for(self, backend: BackendName) -> SecretStr | None:
+        if backend == "local":
+            return self.local_backend_key()
         return {"stepfun": self.stepfun_api_key, "openai": self.openai_api_key}.get(backend)
+
+    def local_backend_key(self) -> SecretStr | None:
+        """The bearer the relay sends a local backend: the realtime token to a separate one
+        (VOICE_RELAY_BACKEND_URL), else this process's own credential."""
+        if self.backend_url and self.resolved_backend == "local":
+            return self.realtime_token
+        return SecretStr(self._relay_credential)
+
+    @property
+    def relay_credential(self) -> str:
+        return self._relay_credential
 
     def base_url(self) -> str:
         """Where people reach this server: `public_url`, else the listening address."""
@@ -119,6 +195,18 @@ class Settings(BaseSettings):
             return self.public_url.rstrip("/")
         host = "127.0.0.1" if self.host in {"0.0.0.0", "::", ""} else self.host
         return f"http://{host}:{self.port}"
+
+    def allowed_hosts_or_default(self) -> list[str]:
+        """`allowed_hosts`, else the public URL's host, the listening host and, when listening
+        on loopback or every interface, the loopback names."""
+        if self.allowed_hosts:
+            return [host.lower() for host in self.allowed_hosts]
+        hosts = {self.host.lower().strip("[]")}
+        if self.public_url:
+            hosts.add((urlsplit(self.public_url).hostname or "").lower())
+        if hosts & {"127.0.0.1", "localhost", "::1", "0.0.0.0", "::", ""}:
+            hosts |= {"127.0.0.1", "localhost", "::1"}
+        return sorted(hosts - {"0.0.0.0", "::", ""})
 
     def local_backend_url(self) -> str:
         host = "127.0.0.1" if self.host in {"0.0.0.0", "::", ""} else self.host

@@ -6,7 +6,7 @@ import asyncio
 import base64
 import json
 import logging
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -26,36 +26,72 @@ wire_logger.setLevel(logging.INFO)
 
 CONNECT_TIMEOUT_S = 10.0
 SESSION_CREATED_TIMEOUT_S = 10.0
+CLOSE_TIMEOUT_S = 2.0  # a backend that does not read cannot finish the closing handshake
+# A backend that has not taken one message in this long has stopped reading: the session ends
+# instead of waiting for the keepalive (40 s) while the person talks to no one.
+SEND_STALL_TIMEOUT_S = 10.0
 MAX_APPEND_BYTES = 40 * BYTES_PER_MS  # merge queued audio into appends of at most 40 ms
 MAX_PENDING_AUDIO_BYTES = 2_000 * BYTES_PER_MS  # beyond 2 s of unsent audio, drop the oldest
+MAX_PENDING_EVENTS = 256  # other unsent events; beyond that the newest are dropped
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+MAX_BACKEND_TEXT_CHARS = 500  # backend text shown to a page or written to a log
+REDACTED = "[redacted]"
 APPEND_PREFIX = f'{{"type":"{ClientEvent.INPUT_AUDIO_APPEND}","audio":"'
 
 
-class RealtimeClient:
-    """Speaks one dialect of the realtime protocol; `send` and `append_audio` never block."""
+def redact(text: str, secret: str | None) -> str:
+    """`text` without `secret` in it, cut to a length a page or a log line can carry."""
+    if secret:
+        text = text.replace(secret, REDACTED)
+    if len(text) > MAX_BACKEND_TEXT_CHARS:
+        text = text[:MAX_BACKEND_TEXT_CHARS] + "…"
+    return text
 
-    def __init__(self, config: BackendConfig, dialect: Dialect) -> None:
+
+class RealtimeClient:
+    """Speaks one dialect of the realtime protocol; `send` and `append_audio` never block.
+
+    Messages that are not JSON objects are ignored and counted in `ignored` by kind.
+    """
+
+    def __init__(
+        self, config: BackendConfig, dialect: Dialect, label: str = "RealtimeClient"
+    ) -> None:
         self.config = config
         self.dialect = dialect
+        self._label = label
         self._ws: ClientConnection | None = None
         self._outbox: deque[str | bytearray] = deque()
         self._pending_audio_bytes = 0
+        self._pending_events = 0
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
+        self._failure: str | None = None
         self.session: Event = {}  # as the server last reported it
         self.dropped_audio_bytes = 0
+        self.dropped_events = 0
         self.sent_audio_bytes = 0
+        self.ignored: Counter[str] = Counter()
 
     @property
-    def connected(self) -> bool:
-        return self._ws is not None
+    def ready(self) -> bool:
+        """The backend created its session and takes our events."""
+        return self._writer is not None
+
+    @property
+    def backlog(self) -> tuple[int, int]:
+        """Unsent (events, audio bytes)."""
+        return self._pending_events, self._pending_audio_bytes
 
     @property
     def silence_ms(self) -> int:
         """The VAD silence that ends a turn: as the server reports it, else the dialect's."""
         reported = reported_silence_ms(self.session)
         return reported if reported is not None else self.dialect.silence_ms(self.config)
+
+    def redact(self, text: str) -> str:
+        """Backend text made safe to show or log: the configured key never leaves."""
+        return redact(text, self.config.api_key)
 
     async def connect(self) -> None:
         """Open the socket, wait for `session.created`, send our `session.update`."""
@@ -65,6 +101,7 @@ class RealtimeClient:
                 url,
                 additional_headers=self.dialect.headers(self.config),
                 open_timeout=CONNECT_TIMEOUT_S,
+                close_timeout=CLOSE_TIMEOUT_S,
                 max_size=MAX_MESSAGE_BYTES,
                 compression=None,
                 logger=wire_logger,
@@ -82,20 +119,31 @@ class RealtimeClient:
             async with asyncio.timeout(SESSION_CREATED_TIMEOUT_S):
                 while True:
                     event = self._decode(await self._ws.recv())
-                    if event.get("type") == ServerEvent.SESSION_CREATED:
+                    kind = None if event is None else event.get("type")
+                    if kind == ServerEvent.SESSION_CREATED:
+                        assert event is not None
                         self._remember_session(event)
                         break
-                    if event.get("type") == ServerEvent.ERROR:
-                        raise BackendError(f"backend error: {error_message(event)}")
+                    if kind == ServerEvent.ERROR:
+                        assert event is not None
+                        await self.close()
+                        raise BackendError(f"backend error: {self.redact(error_message(event))}")
         except (TimeoutError, ConnectionClosed) as exc:
             await self.close()
             raise BackendError("backend did not start a session") from exc
         self._outbox.appendleft(json.dumps(self.dialect.session_update(self.config)))
-        self._writer = asyncio.create_task(self._write(), name="realtime-client-writer")
+        self._pending_events += 1
+        self._writer = asyncio.create_task(self._write(), name=f"{self._label}-backend-writer")
         self._wake.set()
 
     def send(self, event: Event) -> None:
+        if self._pending_events >= MAX_PENDING_EVENTS:
+            if not self.dropped_events:
+                logger.warning("%s backend is not taking events: dropping them", self._label)
+            self.dropped_events += 1
+            return
         self._outbox.append(json.dumps(event))
+        self._pending_events += 1
         self._wake.set()
 
     def append_audio(self, pcm: bytes) -> None:
@@ -111,6 +159,8 @@ class RealtimeClient:
         self._wake.set()
 
     def _drop_oldest_audio(self) -> None:
+        if not self.dropped_audio_bytes:
+            logger.warning("%s backend is not keeping up: dropping the oldest audio", self._label)
         for index, entry in enumerate(self._outbox):
             if isinstance(entry, bytearray):
                 del self._outbox[index]
@@ -119,17 +169,32 @@ class RealtimeClient:
                 return
 
     async def events(self) -> AsyncIterator[Event]:
-        """Server events, renamed to beta names; ends when the socket closes."""
-        if self._ws is None:
+        """Server events, renamed to beta names; ends when the socket closes.
+
+        Raises BackendError if the client gave up on the backend (it stopped reading).
+        """
+        ws = self._ws
+        if ws is None:
             raise BackendError("not connected")
         try:
-            async for message in self._ws:
-                event = self.dialect.normalize(self._decode(message))
+            async for message in ws:
+                event = self._decode(message)
+                if event is None:
+                    continue
+                event = self.dialect.normalize(event)
                 if event.get("type") == ServerEvent.SESSION_UPDATED:
                     self._remember_session(event)
                 yield event
         except ConnectionClosed:
-            return
+            pass
+        if self._failure is not None:
+            raise BackendError(self._failure)
+        logger.info(
+            "%s backend closed the connection: code=%s reason=%r",
+            self._label,
+            ws.close_code,
+            self.redact(ws.close_reason or ""),
+        )
 
     def _remember_session(self, event: Event) -> None:
         session = event.get("session")
@@ -137,7 +202,8 @@ class RealtimeClient:
             self.session = session
 
     async def _write(self) -> None:
-        assert self._ws is not None
+        ws = self._ws
+        assert ws is not None
         try:
             while True:
                 while not self._outbox:
@@ -148,28 +214,50 @@ class RealtimeClient:
                     self._pending_audio_bytes -= len(entry)
                     self.sent_audio_bytes += len(entry)
                     entry = APPEND_PREFIX + base64.b64encode(entry).decode("ascii") + '"}'
-                await self._ws.send(entry)
+                else:
+                    self._pending_events -= 1
+                async with asyncio.timeout(SEND_STALL_TIMEOUT_S):
+                    await ws.send(entry)
         except ConnectionClosed:
             pass
+        except TimeoutError:
+            self._failure = f"backend stopped reading for {SEND_STALL_TIMEOUT_S:g} s"
+            logger.warning("%s %s", self._label, self._failure)
+            _abort(ws)
 
-    @staticmethod
-    def _decode(message: str | bytes) -> Event:
+    def _decode(self, message: str | bytes) -> Event | None:
         try:
             event = json.loads(message)
         except ValueError:
-            return {
-                "type": ServerEvent.ERROR,
-                "error": {"message": "backend sent a message that is not JSON"},
-            }
-        return event if isinstance(event, dict) else {}
+            self._ignore("not_json")
+            return None
+        if not isinstance(event, dict):
+            self._ignore("not_an_object")
+            return None
+        return event
+
+    def _ignore(self, kind: str) -> None:
+        if kind not in self.ignored:
+            logger.warning("%s ignored a backend message: %s", self._label, kind)
+        self.ignored[kind] += 1
 
     async def close(self) -> None:
         if self._writer is not None:
             self._writer.cancel()
             await asyncio.gather(self._writer, return_exceptions=True)
             self._writer = None
-        if self._ws is not None:
-            await self._ws.close()
-            self._ws = None
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            try:
+                async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                    await ws.close()
+            except TimeoutError:
+                _abort(ws)
         self._outbox.clear()
         self._pending_audio_bytes = 0
+        self._pending_events = 0
+
+
+def _abort(ws: ClientConnection) -> None:
+    # websockets waits for the peer to read our close frame; one that stopped reading never does.
+    ws.transport.abort()

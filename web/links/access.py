@@ -58,8 +58,3 @@ def origin_allowed(link: DemoLink, origin: str | None, own_origins: set[str]) ->
         return True
     origin = origin.lower()
     return origin in own_origins or origin in link.allowed_origins
-
-
-def frame_ancestors(link: DemoLink | None) -> str:
-    sources = " ".join(["'self'", *(link.allowed_origins if link else [])])
-    return f"frame-ancestors {sources}"

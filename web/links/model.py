@@ -6,10 +6,11 @@ import re
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-SLUG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,46}[a-z0-9])?$")
-ORIGIN_PATTERN = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?$")
+# Matched with fullmatch: `$` would let a trailing newline through into headers and paths.
+SLUG_PATTERN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,46}[a-z0-9])?")
+ORIGIN_PATTERN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 
 
 def utcnow() -> datetime:
@@ -29,6 +30,21 @@ class Limits(BaseModel):
     max_concurrent: int = Field(5, ge=1, le=1000)
     sessions_per_hour: int = Field(60, ge=1, le=100_000)
 
+    @field_validator("expires_at")
+    @classmethod
+    def _in_utc(cls, expires: datetime | None) -> datetime | None:
+        # A time without a zone is UTC; compared with an aware `now` it would raise.
+        if expires is not None and expires.tzinfo is None:
+            return expires.replace(tzinfo=UTC)
+        return expires
+
+
+def check_origins(origins: list[str]) -> list[str]:
+    for origin in origins:
+        if not ORIGIN_PATTERN.fullmatch(origin):
+            raise ValueError(f"{origin!r} is not an origin like https://example.org")
+    return [origin.lower() for origin in origins]
+
 
 class LinkFields(BaseModel):
     """What an admin sets; every field here is locked for the link's visitors."""
@@ -45,10 +61,7 @@ class LinkFields(BaseModel):
     @field_validator("allowed_origins")
     @classmethod
     def _check_origins(cls, origins: list[str]) -> list[str]:
-        for origin in origins:
-            if not ORIGIN_PATTERN.match(origin):
-                raise ValueError(f"{origin!r} is not an origin like https://example.org")
-        return [origin.lower() for origin in origins]
+        return check_origins(origins)
 
 
 class LinkCreate(LinkFields):
@@ -57,13 +70,19 @@ class LinkCreate(LinkFields):
     @field_validator("slug")
     @classmethod
     def _check_slug(cls, slug: str) -> str:
-        if not SLUG_PATTERN.match(slug):
+        if not SLUG_PATTERN.fullmatch(slug):
             raise ValueError("a slug is 1–48 lowercase letters, digits and dashes")
         return slug
 
 
+# What a partial update may set to null: the rest always has a value.
+CLEARABLE = frozenset({"backend", "model"})
+
+
 class LinkUpdate(BaseModel):
-    """A partial update: only the fields given change."""
+    """A partial update: only the fields given change; `backend` and `model` may be cleared."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not a no-op
 
     title: str | None = Field(None, min_length=1, max_length=120)
     description: str | None = Field(None, max_length=1000)
@@ -73,6 +92,20 @@ class LinkUpdate(BaseModel):
     limits: Limits | None = None
     allowed_origins: list[str] | None = None
     private: bool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, values: object) -> object:
+        if isinstance(values, dict):
+            nulls = sorted(k for k, v in values.items() if v is None and k not in CLEARABLE)
+            if nulls:
+                raise ValueError(f"{', '.join(nulls)} cannot be null: leave it out to keep it")
+        return values
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _check_origins(cls, origins: list[str] | None) -> list[str] | None:
+        return None if origins is None else check_origins(origins)
 
 
 class DemoLink(LinkCreate):

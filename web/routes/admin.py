@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
-from ..deps import LinksDep, SettingsDep, SignerDep
+from ..deps import LinksDep, SettingsDep, SignerDep, get_settings
 from ..errors import ApiError
 from ..links import DemoLink, LinkCreate, LinkExists, LinkNotFound, LinkUpdate
 from ..links.sharing import LinkShare, share
 from ..settings import Settings
 
 
-def require_admin(request: Request, settings: SettingsDep) -> None:
+def require_admin(request: Request, settings: Settings) -> None:
     token = settings.admin_token
     if token is None:
         raise ApiError(404, "admin_off", "the admin API is off: set VOICE_RELAY_ADMIN_TOKEN")
@@ -25,7 +27,20 @@ def require_admin(request: Request, settings: SettingsDep) -> None:
         raise ApiError(401, "unauthorized", "a valid admin token is required")
 
 
-router = APIRouter(prefix="/api/admin/links", tags=["admin"], dependencies=[Depends(require_admin)])
+class AdminRoute(APIRoute):
+    """Checks the admin token before FastAPI reads and parses the body (dependencies run after)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def authenticated(request: Request) -> Response:
+            require_admin(request, get_settings(request))
+            return await handle(request)
+
+        return authenticated
+
+
+router = APIRouter(prefix="/api/admin/links", tags=["admin"], route_class=AdminRoute)
 
 
 class LinkOut(BaseModel):

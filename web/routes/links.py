@@ -11,8 +11,9 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from ..deps import LinksDep, SettingsDep, SignerDep
 from ..links import DemoLink
-from ..links.access import LinkRefused, frame_ancestors, open_link
+from ..links.access import LinkRefused, open_link
 from ..links.sharing import share
+from ..middleware import content_security_policy
 from ..settings import Settings
 from ..templating import STATIC_DIR, page_config, templates
 
@@ -31,14 +32,13 @@ def link_config(settings: Settings, link: DemoLink, token: str | None) -> dict[s
 
 def refused_page(request: Request, refusal: LinkRefused, embedded: bool) -> HTMLResponse:
     context = {"title": refusal.heading, "heading": refusal.heading, "message": refusal.message}
-    response = templates.TemplateResponse(
+    # No policy of its own: SecurityHeadersMiddleware lets only this site frame it.
+    return templates.TemplateResponse(
         request,
         "link_error.html",
         {**context, "embedded": embedded},
         status_code=refusal.status,
     )
-    response.headers["Content-Security-Policy"] = frame_ancestors(None)
-    return response
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,8 @@ class LinkVisit:
             return refused_page(self.request, self.opened, embedded)
         link = self.opened
         response = templates.TemplateResponse(self.request, template, context(link))
-        response.headers["Content-Security-Policy"] = frame_ancestors(link if embedded else None)
+        frame_ancestors = link.allowed_origins if embedded else []
+        response.headers["Content-Security-Policy"] = content_security_policy(frame_ancestors)
         return response
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ValidationError
 
@@ -14,6 +12,7 @@ from ..admission import admit
 from ..backend import backend_config, session_options
 from ..deps import LimiterDep, LinksDep, RegistryDep, SettingsDep, SignerDep
 from ..errors import ApiError
+from .realtime import guard_of
 
 router = APIRouter(prefix="/api/sessions", tags=["sessions"])
 
@@ -50,10 +49,16 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
 
 def parse_json_offer(body: bytes) -> OfferIn:
     try:
-        return OfferIn.model_validate(json.loads(body))
-    except (ValueError, ValidationError):
+        # pydantic's parser bounds nesting and refuses lone surrogates, unlike json.loads.
+        return OfferIn.model_validate_json(body)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"]) or "body"
         raise ApiError(
-            400, "bad_offer", 'the body must be JSON like {"sdp": "v=0...", "type": "offer"}'
+            400,
+            "bad_offer",
+            f'the body must be JSON like {{"sdp": "v=0...", "type": "offer"}} ({where}: '
+            f"{error['msg']})",
         ) from None
 
 
@@ -85,7 +90,8 @@ async def create_session(
         session, answer = await registry.create(
             offer,
             backend_config(settings, link),
-            max_sessions=settings.resolved_max_sessions,
+            # Outside clients of /v1/realtime share the maximum with the relay's sessions.
+            max_sessions=settings.resolved_max_sessions - guard_of(request.app.state).outside,
             options=session_options(settings, link, registry.options.media),
             on_closed=lambda _: lease.release(),
         )
