@@ -47,6 +47,8 @@ class ConversationItem:
     content: list[ContentPart] = dataclasses.field(default_factory=list)
     call_id: str | None = None
     output: str | None = None
+    name: str | None = None  # a function_call's function and its JSON arguments
+    arguments: str | None = None
 
     @property
     def text(self) -> str:
@@ -62,6 +64,11 @@ class ConversationItem:
         item: Event = {"id": self.id, "object": "realtime.item", "type": self.type}
         if self.type == "function_call_output":
             item.update(call_id=self.call_id, output=self.output)
+            return item
+        if self.type == "function_call":
+            item.update(
+                status=self.status, call_id=self.call_id, name=self.name, arguments=self.arguments
+            )
             return item
         item.update(
             status=self.status,
@@ -150,7 +157,12 @@ class Conversation:
         return item.id, content_index, audio_end_ms
 
     def model_request(
-        self, *, instructions: str, voice: str, modalities: tuple[str, ...]
+        self,
+        *,
+        instructions: str,
+        voice: str,
+        modalities: tuple[str, ...],
+        tools: tuple[Event, ...] = (),
     ) -> ModelRequest:
         """What a model answers: the latest user item, and the items before it as history."""
         items = self._items
@@ -166,12 +178,15 @@ class Conversation:
             for item in earlier
             if item.role is not None and item.text
         )
+        last = items[-1] if items else None
         return ModelRequest(
             turn=turn,
             history=history,
             instructions=instructions,
             voice=voice,
             modalities=modalities,
+            tools=tools,
+            tool_output=last.output if last and last.type == "function_call_output" else None,
         )
 
     def _enforce_limits(self) -> None:

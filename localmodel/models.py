@@ -14,10 +14,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import importlib.util
+import json
+import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Protocol, runtime_checkable
 
 from protocol.audio import BYTES_PER_MS
+from protocol.events import Event
 from protocol.prosody import ToneFeatures
 
 from .config import TurnDetection
@@ -52,6 +55,8 @@ class ModelRequest:
     instructions: str
     voice: str
     modalities: tuple[str, ...]  # ("text", "audio") or ("text",)
+    tools: tuple[Event, ...] = ()  # the session's function tools (flat shape)
+    tool_output: str | None = None  # the latest item is a function_call_output: its output
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +80,35 @@ class InputTranscript:
     text: str
 
 
-ResponsePart = AudioChunk | TranscriptDelta | InputTranscript
+@dataclasses.dataclass(frozen=True)
+class FunctionCall:
+    """The response calls one of the session's tools; `arguments` is JSON text."""
+
+    name: str
+    arguments: str
+
+
+ResponsePart = AudioChunk | TranscriptDelta | InputTranscript | FunctionCall
+
+_WEATHER = re.compile(
+    r"\b(?:weather|forecast)\b.*?\bin\s+([^\W\d][\w .'-]{0,60}?)\s*[?.!]*$", re.IGNORECASE
+)
+
+
+def weather_call(text: str, tools: tuple[Event, ...]) -> FunctionCall | None:
+    """ "What is the weather in Paris?" as a call to the session's weather tool, if it has
+    one: a name with "weather" and a string parameter to put the place in."""
+    match = _WEATHER.search(text.strip())
+    if match is None:
+        return None
+    for tool in tools:
+        properties = tool.get("parameters", {}).get("properties", {})
+        strings = [
+            k for k, v in properties.items() if isinstance(v, dict) and v.get("type") == "string"
+        ]
+        if "weather" in str(tool.get("name", "")).lower() and strings:
+            return FunctionCall(str(tool["name"]), json.dumps({strings[0]: match.group(1)}))
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,12 +198,20 @@ class ModelSpec:
 
 
 class EchoModel:
-    """Answers each turn with the user's own audio, in ECHO_CHUNK_MS pieces."""
+    """Answers each turn with the user's own audio, in ECHO_CHUNK_MS pieces; a typed weather
+    question calls the session's weather tool, and its output is read back."""
 
     async def respond(self, request: ModelRequest) -> AsyncIterator[ResponsePart]:
         turn = request.turn
+        if request.tool_output is not None:
+            yield TranscriptDelta(f"(echo) the tool answered: {request.tool_output}")
+            return
         if turn is None:
             yield TranscriptDelta("(echo) nothing to echo yet")
+            return
+        call = weather_call(turn.text, request.tools)
+        if call is not None:
+            yield call
             return
         yield TranscriptDelta(f"(echo) {turn.text}" if turn.text else "(echo)")
         if "audio" not in request.modalities:

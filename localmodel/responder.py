@@ -96,6 +96,7 @@ class Responder:
                 instructions=config.instructions if instructions is None else instructions,
                 voice=config.voice,
                 modalities=modalities or config.modalities,
+                tools=config.tools,
             ),
         )
         response.task = asyncio.create_task(

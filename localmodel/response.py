@@ -12,6 +12,7 @@ from protocol.events import Event, ServerEvent
 from .conversation import ContentPart, Conversation, ConversationItem
 from .models import (
     AudioChunk,
+    FunctionCall,
     InputTranscript,
     LocalModel,
     ModelRequest,
@@ -56,6 +57,7 @@ class ActiveResponse:
         self._audio = audio
         self._sent: set[ServerEvent] = set()
         self._transcript: list[str] = []
+        self._calls: list[ConversationItem] = []  # function_call items, after the message
 
     @property
     def part(self) -> ContentPart:
@@ -111,6 +113,7 @@ class ActiveResponse:
             details = {"type": "failed", "error": {"type": "server_error", "message": error}}
         self.finished = True
         output = [self._item_json()] if ServerEvent.OUTPUT_ITEM_ADDED in self._sent else []
+        output += [call.to_json(self._out.naming) for call in self._calls]
         await self._once(
             ServerEvent.RESPONSE_DONE, {"response": self._response_json(status, details, output)}
         )
@@ -148,8 +151,40 @@ class ActiveResponse:
                 self.part.text = (self.part.text or "") + part.text
                 name = ServerEvent.TEXT_DELTA
             await self._out.emit(name, {**self._ids(), "delta": part.text}, shield=True)
+        elif isinstance(part, FunctionCall):
+            await self._send_function_call(part)
         else:
             await self._send_input_transcript(part)
+
+    async def _send_function_call(self, part: FunctionCall) -> None:
+        """A function_call item after the message, as OpenAI streams one (arguments at once)."""
+        index = len(self._calls) + 1
+        call = ConversationItem(
+            id=f"{self.item.id}_fc{index}",
+            type="function_call",
+            status="in_progress",
+            call_id=f"call_{self.item.id}_{index}",
+            name=part.name,
+            arguments="",
+        )
+        self._calls.append(call)
+        previous = self._conversation.add(call)
+        where = {"response_id": self.id, "output_index": index}
+        naming = self._out.naming
+        await self._out.emit(
+            ServerEvent.OUTPUT_ITEM_ADDED, {**where, "item": call.to_json(naming)}, shield=True
+        )
+        created = {"previous_item_id": previous, "item": call.to_json(naming)}
+        await self._out.emit(ServerEvent.ITEM_CREATED, created, shield=True)
+        ids = {**where, "item_id": call.id, "call_id": call.call_id}
+        delta = {**ids, "delta": part.arguments}
+        await self._out.emit(ServerEvent.FUNCTION_CALL_ARGUMENTS_DELTA, delta, shield=True)
+        call.arguments, call.status = part.arguments, "completed"
+        done = {**ids, "name": part.name, "arguments": part.arguments}
+        await self._out.emit(ServerEvent.FUNCTION_CALL_ARGUMENTS_DONE, done, shield=True)
+        await self._out.emit(
+            ServerEvent.OUTPUT_ITEM_DONE, {**where, "item": call.to_json(naming)}, shield=True
+        )
 
     async def _send_input_transcript(self, part: InputTranscript) -> None:
         turn = self._request.turn

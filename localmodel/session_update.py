@@ -72,6 +72,35 @@ def _refuse_beta_field(value: object) -> object:
 BetaOnly = Annotated[object, BeforeValidator(_refuse_beta_field)]
 
 
+def _flat_function(value: object) -> object:
+    # StepFun nests a function as {"type": "function", "function": {...}}; OpenAI is flat.
+    if isinstance(value, dict) and isinstance(value.get("function"), dict):
+        return {"type": value.get("type"), **value["function"]}
+    return value
+
+
+class ToolDefinition(ClientShape):
+    """A function tool, flat (OpenAI) or nested (StepFun); built-in tools are not served here."""
+
+    type: Literal["function"]
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    description: Annotated[str, Field(max_length=4000)] = ""
+    parameters: dict[str, Any] = {"type": "object", "properties": {}}
+
+    def to_json(self) -> Event:
+        return {
+            "type": "function",
+            "name": self.name,
+            "description": self.description,
+            "parameters": self.parameters,
+        }
+
+
+Tools = Annotated[
+    list[Annotated[ToolDefinition, BeforeValidator(_flat_function)]], Field(max_length=128)
+]
+
+
 def _voice_id(value: object) -> object:
     # GA also names a voice as {"id": ...}.
     return value.get("id") if isinstance(value, dict) else value
@@ -101,14 +130,14 @@ class _Session(ClientShape):
     """The fields both shapes share."""
 
     instructions: str = ""
-    tools: list[dict[str, Any]] = []
+    tools: Tools = []
     tool_choice: str = "auto"
 
     def changes(self, turn: TurnDetection) -> dict[str, Any]:
         """The SessionConfig fields this update sets; `turn` is what turn_detection updates."""
         changes = self.given("instructions", "tool_choice")
         if "tools" in self.model_fields_set:
-            changes["tools"] = tuple(self.tools)
+            changes["tools"] = tuple(tool.to_json() for tool in self.tools)
         return changes
 
 

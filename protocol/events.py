@@ -67,6 +67,13 @@ class ServerEvent(StrEnum):
     AUDIO_TRANSCRIPT_DONE = "response.audio_transcript.done"
     TEXT_DELTA = "response.text.delta"
     TEXT_DONE = "response.text.done"
+    # Function calls: the same names in GA. StepFun's deltas carry `arguments`, OpenAI's `delta`.
+    FUNCTION_CALL_ARGUMENTS_DELTA = "response.function_call_arguments.delta"
+    FUNCTION_CALL_ARGUMENTS_DONE = "response.function_call_arguments.done"
+    # StepFun's own, beyond the OpenAI beta vocabulary.
+    RESPONSE_CANCELLED = "response.cancelled"
+    THINKING_DELTA = "response.thinking.delta"
+    THINKING_DONE = "response.thinking.done"
     # voice-relay's own extension: tone of voice of a user turn (protocol.prosody).
     TONE = "relay.input_audio.tone"
 

@@ -24,6 +24,7 @@ class State(StrEnum):
 class ErrorCode(StrEnum):
     BACKEND_UNAVAILABLE = "backend_unavailable"  # detail: why the backend could not be reached
     BACKEND_ERROR = "backend_error"  # detail: the backend's raw message
+    BACKEND_REJECTED_SESSION = "backend_rejected_session"  # detail: why it refused our session
     INVALID_CLIENT_EVENT = "invalid_client_event"  # detail: what is wrong with the page's message
     TOO_MANY_MESSAGES = "too_many_messages"  # detail: which limit the page's messages exceeded
 
@@ -48,6 +49,11 @@ def state_event(state: State) -> PageEvent:
 def transcript_event(role: Role, item_id: str | None, text: str, final: bool) -> PageEvent:
     """The whole text of one turn so far; the page replaces what it shows for `item_id`."""
     return {"type": "transcript", "role": role, "item_id": item_id, "text": text, "final": final}
+
+
+def thinking_event(item_id: str | None, text: str, final: bool) -> PageEvent:
+    """A thinking model's reasoning so far: for the debug view only, never spoken or shown."""
+    return {"type": "thinking", "item_id": item_id, "text": text, "final": final}
 
 
 def tone_event(item_id: str | None, features: dict[str, Any]) -> PageEvent:

@@ -19,8 +19,11 @@ MESSAGE_RATE_PER_S = 20.0
 MESSAGE_BURST = 40
 TEXT = "text"
 INTERRUPT = "interrupt"
+TOOL_RESULT = "tool_result"  # the page's answer to a client tool call (relay.tools)
+MAX_CALL_ID_CHARS = 128
+MAX_TOOL_ERROR_CHARS = 1_000
 # The page may also say `response.cancel`, as a realtime client would; it means interrupt.
-ALLOWED_TYPES: tuple[str, ...] = (TEXT, INTERRUPT, ClientEvent.RESPONSE_CANCEL)
+ALLOWED_TYPES: tuple[str, ...] = (TEXT, INTERRUPT, ClientEvent.RESPONSE_CANCEL, TOOL_RESULT)
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,16 @@ class Interrupt:
     """Stop the assistant now (button, or `response.cancel`)."""
 
 
-PageMessage = TextMessage | Interrupt
+@dataclass(frozen=True)
+class ToolResult:
+    """The page ran a client tool: `output` (as JSON text) or `error`, exactly one."""
+
+    call_id: str
+    output: str | None
+    error: str | None
+
+
+PageMessage = TextMessage | Interrupt | ToolResult
 
 
 class RateLimit:
@@ -78,5 +90,22 @@ def parse_page_message(message: str | bytes) -> PageMessage:
         return TextMessage(text.strip())
     if kind in (INTERRUPT, ClientEvent.RESPONSE_CANCEL):
         return Interrupt()
+    if kind == TOOL_RESULT:
+        return _tool_result(event)
     allowed = ", ".join(ALLOWED_TYPES)
     raise PolicyViolation(f"event type {kind!r} is not allowed here (allowed: {allowed})")
+
+
+def _tool_result(event: dict[str, object]) -> ToolResult:
+    call_id = event.get("call_id")
+    if not isinstance(call_id, str) or not 0 < len(call_id) <= MAX_CALL_ID_CHARS:
+        raise PolicyViolation(f"a tool_result needs a 'call_id' (1–{MAX_CALL_ID_CHARS} chars)")
+    if ("output" in event) == ("error" in event):
+        raise PolicyViolation("a tool_result carries either 'output' or 'error'")
+    if "error" in event:
+        error = event["error"]
+        if not isinstance(error, str) or len(error) > MAX_TOOL_ERROR_CHARS:
+            raise PolicyViolation(f"'error' is text of at most {MAX_TOOL_ERROR_CHARS} characters")
+        return ToolResult(call_id, None, error)
+    output = event["output"]  # text goes to the model as it is, anything else as JSON
+    return ToolResult(call_id, output if isinstance(output, str) else json.dumps(output), None)

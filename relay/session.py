@@ -17,16 +17,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from protocol.prosody import analyze_utterance
 
 from . import events
-from .backends import BackendConfig, RealtimeClient, dialect_for
-from .decoding import AudioReceiver, receive_audio
-from .errors import BackendError, SignallingError
-from .events import EndReason, ErrorCode, State
-from .media import MediaOptions
-from .page_channel import PageChannel
-from .peer import IceServerConfig, PeerNetwork, add_opus_audio, create_peer_connection
-from .playout import PlayoutTrack
-from .policy import PageMessage
-from .turns import (
+from .actions import (
     Action,
     AnalyzeUtterance,
     FlushPlayout,
@@ -35,11 +26,23 @@ from .turns import (
     SendToPage,
     ShowState,
     StartUtterance,
-    Turns,
-    TurnStats,
+    Wake,
 )
+from .backends import BackendConfig, RealtimeClient, dialect_for
+from .backends.client import BackendRejected
+from .decoding import AudioReceiver, receive_audio
+from .errors import BackendError, SignallingError
+from .events import EndReason, ErrorCode, State
+from .media import MediaOptions
+from .page_channel import PageChannel
+from .peer import IceServerConfig, PeerNetwork, add_opus_audio, create_peer_connection
+from .playout import PlayoutTrack
+from .policy import PageMessage, ToolResult
+from .tools import RunTool, ToolAction, ToolCalls
+from .turns import Turns, TurnStats
 from .uplink import Uplink
 from .utterance import UtteranceRecorder
+from .webhook import ToolRunner, WebhookOptions
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +55,7 @@ class SessionOptions:
     host_addresses: tuple[str, ...] = ()  # host candidates only on these (all when empty)
     network: PeerNetwork = PeerNetwork()  # their UDP port range and public address
     media: MediaOptions = MediaOptions()
+    webhooks: WebhookOptions = WebhookOptions()  # how server tools are called
 
 
 class Session:
@@ -90,6 +94,8 @@ class Session:
             redact=self._client.redact,
             label=label,
         )
+        self._tools = ToolCalls(backend.tools, label=label)
+        self._tool_runner = ToolRunner(options.webhooks, self._on_tool_result, session_id)
         self._utterance = UtteranceRecorder()
         self._uplink = Uplink(self._on_uplink_audio)
         self._receiver: AudioReceiver | None = None
@@ -102,6 +108,8 @@ class Session:
         self._negotiating: asyncio.Future[None] | None = None
         self._state: State | None = None
         self._backend_failure: str | None = None
+        self._backend_rejected = False  # the failure is the backend refusing our session
+        self._end_when_page_opens: str | None = None  # the backend ended before the page came
 
     @property
     def stats(self) -> TurnStats:
@@ -117,6 +125,7 @@ class Session:
     async def answer(self, offer: RTCSessionDescription) -> RTCSessionDescription:
         """Negotiate with the page's offer while the backend socket opens."""
         self.pc.on("datachannel", self._page.attach)
+        self.pc.on("datachannel", self._on_page_channel)  # after attach: its events are out
         self.pc.on("connectionstatechange", self._on_connection_state)
         self._backend_task = asyncio.create_task(
             self._run_backend(), name=f"session-{self.id}-backend"
@@ -139,7 +148,8 @@ class Session:
             raise SignallingError(f"the SDP offer could not be negotiated: {exc}") from None
         if self._backend_failure is not None:
             await self.close(EndReason.BACKEND_ERROR)
-            raise BackendError(self._backend_failure)
+            kind = BackendRejected if self._backend_rejected else BackendError
+            raise kind(self._backend_failure)
         description = self.pc.localDescription
         assert description is not None
         return description
@@ -187,16 +197,29 @@ class Session:
                 self._set_state(State.LISTENING)
             async for event in self._client.events():
                 self._apply(self._turns.server_event(event, self._loop.time()))
+                self._apply(self._tools.server_event(event))
         except BackendError as exc:
             self._backend_failure = self._client.redact(str(exc))
+            self._backend_rejected = isinstance(exc, BackendRejected)
+            code = ErrorCode.BACKEND_REJECTED_SESSION if self._backend_rejected else None
             self._page.send(
-                events.error_event(ErrorCode.BACKEND_UNAVAILABLE, self._backend_failure)
+                events.error_event(code or ErrorCode.BACKEND_UNAVAILABLE, self._backend_failure)
             )
             reason = EndReason.BACKEND_ERROR
         except Exception:
             logger.exception("Session(%s) backend loop failed", self.id)
             reason = EndReason.INTERNAL_ERROR
-        self.close_soon(reason)
+        if self.pc.connectionState == "connected" or self.pc.sctp is None:
+            self.close_soon(reason)
+        else:
+            # The page must hear why (its error is kept until its channel opens): wait for the
+            # channel, as long as a connect may take.
+            self._end_when_page_opens = reason
+            self._loop.call_later(self.options.connect_timeout_s, self.close_soon, reason)
+
+    def _on_page_channel(self, channel: object) -> None:
+        if self._end_when_page_opens is not None:
+            self.close_soon(self._end_when_page_opens)
 
     def _speech_end(self, audio_end_ms: float) -> float | None:
         # `audio_end_ms` is where the VAD declared the end, after its silence hangover; the
@@ -204,7 +227,19 @@ class Session:
         return self._uplink.time_at(audio_end_ms - self._client.silence_ms)
 
     def _on_page_message(self, message: PageMessage) -> None:
+        if isinstance(message, ToolResult):
+            self._tool_runner.answered(message.call_id)
+            self._apply(self._tools.page_result(message.call_id, message.output, message.error))
+            return
         self._apply(self._turns.page_message(message, self._loop.time()))
+
+    def _on_tool_result(self, call_id: str, output: str | None, error: str | None) -> None:
+        if self._closed is None:
+            self._apply(self._tools.result(call_id, output, error))
+
+    def _on_wake(self) -> None:
+        if self._closed is None:
+            self._apply(self._turns.wake(self._loop.time()))
 
     def _on_item_started(self, item_id: str | None) -> None:
         self._apply(self._turns.item_started(item_id, self._loop.time()))
@@ -212,7 +247,7 @@ class Session:
     def _on_drained(self) -> None:
         self._apply(self._turns.drained())
 
-    def _apply(self, actions: list[Action]) -> None:
+    def _apply(self, actions: Sequence[Action | ToolAction]) -> None:
         for action in actions:
             match action:
                 case SendToModel(event):
@@ -229,6 +264,10 @@ class Session:
                     self._utterance.start()
                 case AnalyzeUtterance(item_id):
                     self._analyze_tone(item_id)
+                case Wake(delay_s):
+                    self._loop.call_later(delay_s, self._on_wake)
+                case RunTool(call):
+                    self._tool_runner.start(call)
 
     def _analyze_tone(self, item_id: str | None) -> None:
         audio = self._utterance.stop()
@@ -279,6 +318,7 @@ class Session:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await self._tool_runner.close()
             if self._negotiating is not None:  # it may still add the receiver
                 await asyncio.shield(self._negotiating)
             if self._receiver is not None:
@@ -307,6 +347,8 @@ class Session:
             + self.stats.ignored_events.total(),
             "backend_errors_not_shown": self.stats.errors_not_shown,
             "page_refused_messages": self._page.refused_messages,
+            "tool_calls": self._tools.calls,
+            "tool_failures": self._tools.failures,
         }
         if self._receiver is not None:
             counters.update({f"uplink_{k}": v for k, v in self._receiver.counters().items()})

@@ -15,105 +15,49 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from protocol.events import ClientEvent, Event, ServerEvent, error_message
 
+from .actions import (
+    Action,
+    AnalyzeUtterance,
+    FlushPlayout,
+    PlayAudio,
+    PlayoutView,
+    SendToModel,
+    SendToPage,
+    ShowState,
+    StartUtterance,
+    Wake,
+)
 from .events import (
     ErrorCode,
-    PageEvent,
-    Role,
     State,
     error_event,
     interrupted_event,
     latency_event,
+    thinking_event,
     transcript_event,
 )
 from .policy import Interrupt, PageMessage, RateLimit, TextMessage
+from .responses import ResponseLedger
+from .transcripts import Transcripts
 
 logger = logging.getLogger(__name__)
 
-MAX_TRACKED_RESPONSES = 16
 BENIGN_ERROR_WINDOW_S = 2.0  # errors this soon after our cancel/truncate are races, not faults
 # A backend that repeats an error shows the page a few, not thousands.
 ERRORS_SHOWN_PER_S = 1.0
 ERRORS_SHOWN_BURST = 3
 UNTYPED = "untyped"  # the kind of an event whose `type` is missing or not a string
-
-
-# -- actions ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SendToModel:
-    event: Event
-
-
-@dataclass(frozen=True)
-class SendToPage:
-    event: PageEvent
-
-
-@dataclass(frozen=True)
-class ShowState:
-    state: State
-
-
-@dataclass(frozen=True)
-class FlushPlayout:
-    """Drop the queued assistant audio: the next frame is silence."""
-
-
-@dataclass(frozen=True)
-class PlayAudio:
-    item_id: str | None
-    pcm: bytes  # pcm16 24 kHz mono, whole samples
-
-
-@dataclass(frozen=True)
-class StartUtterance:
-    """The user started a turn: keep its audio (tone of voice)."""
-
-
-@dataclass(frozen=True)
-class AnalyzeUtterance:
-    """The user's turn ended: analyse the audio kept since `StartUtterance`."""
-
-    item_id: str | None
-
-
-Action = (
-    SendToModel
-    | SendToPage
-    | ShowState
-    | FlushPlayout
-    | PlayAudio
-    | StartUtterance
-    | AnalyzeUtterance
-)
-
-
-# -- what the turn logic reads -----------------------------------------------------------------
-
-
-class PlayedItem(Protocol):
-    """One assistant item as the playout saw it (relay.playout.ItemPlayout)."""
-
-    @property
-    def sent_ms(self) -> int: ...
-    @property
-    def received_ms(self) -> int: ...
-
-
-class PlayoutView(Protocol):
-    """What barge-in needs from the playout (relay.playout.PlayoutTrack)."""
-
-    @property
-    def is_playing(self) -> bool: ...
-    def item(self, item_id: str | None) -> PlayedItem | None: ...
+# A response.create sent before the cancelled response ends is refused by StepFun ("ongoing
+# response already exists"): typed text waits this long at most for its response.done.
+CANCEL_SETTLE_S = 2.0
+PAGE_EVENT_PREFIX = "relay_page_"  # event_id of what we send because the page asked
 
 
 @dataclass
@@ -147,35 +91,6 @@ def _object(event: Event, key: str) -> dict[str, Any]:
     raise MalformedEvent(key)
 
 
-class Transcripts:
-    """The whole text of each turn so far, from deltas or cumulative updates (bounded)."""
-
-    def __init__(self) -> None:
-        self._texts: dict[str, str] = {}
-
-    def update(
-        self,
-        role: Role,
-        item_id: str | None,
-        text: str | None,
-        *,
-        final: bool,
-        replace: bool = False,
-    ) -> PageEvent:
-        key = f"{role}:{item_id}"
-        if final or replace:
-            whole = text if text is not None else self._texts.get(key, "")
-        else:
-            whole = self._texts.get(key, "") + (text or "")
-        if final:
-            self._texts.pop(key, None)
-        else:
-            self._texts[key] = whole
-            while len(self._texts) > MAX_TRACKED_RESPONSES:
-                del self._texts[next(iter(self._texts))]
-        return transcript_event(role, item_id, whole, final)
-
-
 class Turns:
     """The conversation's turn-taking state machine; every method returns the actions to take."""
 
@@ -199,13 +114,15 @@ class Turns:
         self._label = label
         self._errors_shown = RateLimit(ERRORS_SHOWN_PER_S, ERRORS_SHOWN_BURST)
         self._transcripts = Transcripts()
+        self._thinking = Transcripts()
         self._user_speaking = False
         self._turn_end_t: float | None = None
-        self._active_response: str | None = None
-        self._active_item: str | None = None
+        self._responses = ResponseLedger()
         self._playing_item: str | None = None  # the playout's item, or the last one it played
-        self._cancelled: deque[str] = deque(maxlen=MAX_TRACKED_RESPONSES)
         self._last_cancel_t = -1e9
+        self._page_events = 0
+        self._held_create: tuple[Event, float] | None = None  # until the cancel lands
+        self._page_create_sent = False  # the page's response.create has no response yet
 
     def server_event(self, event: Event, now: float) -> list[Action]:
         kind = event.get("type")
@@ -235,12 +152,40 @@ class Turns:
         content = [{"type": "input_text", "text": message.text}]
         item = {"type": "message", "role": "user", "content": content}
         self._turn_end_t = now
-        return [
+        actions = [
             *self.interrupt(now),
-            SendToModel({"type": ClientEvent.ITEM_CREATE, "item": item}),
-            SendToModel({"type": ClientEvent.RESPONSE_CREATE}),
+            SendToModel(self._page_event({"type": ClientEvent.ITEM_CREATE, "item": item})),
             SendToPage(transcript_event("user", None, message.text, True)),
         ]
+        create = self._page_event({"type": ClientEvent.RESPONSE_CREATE})
+        if self._responses.settling or self._responses.active is not None:
+            self._held_create = (create, now + CANCEL_SETTLE_S)
+            return [*actions, Wake(CANCEL_SETTLE_S)]
+        return [*actions, *self._send_create(create)]
+
+    def _page_event(self, event: Event) -> Event:
+        self._page_events += 1
+        return {**event, "event_id": f"{PAGE_EVENT_PREFIX}{self._page_events}"}
+
+    def _send_create(self, create: Event) -> list[Action]:
+        self._held_create = None
+        self._page_create_sent = True
+        return [SendToModel(create)]
+
+    def _release_held(self) -> list[Action]:
+        """The cancelled response ended: ask for the answer to the typed text now."""
+        held = self._held_create
+        if held is None or self._responses.settling or self._responses.active is not None:
+            return []
+        return self._send_create(held[0])
+
+    def wake(self, now: float) -> list[Action]:
+        """A `Wake` is due: a typed text still waiting past its deadline is answered anyway."""
+        held = self._held_create
+        if held is None or now < held[1]:
+            return []
+        logger.info("%s asked for an answer without the cancelled response's end", self._label)
+        return self._send_create(held[0])
 
     def item_started(self, item_id: str | None, now: float) -> list[Action]:
         """The playout sent the first frame of an assistant item."""
@@ -263,26 +208,25 @@ class Turns:
         item_id = self._playing_item
         item = None if item_id is None else self._playout.item(item_id)
         actions: list[Action] = [FlushPlayout()]
-        cancelled = self._active_response
+        cancelled, cancelled_item = self._responses.cancel()
         if cancelled is not None:
             actions.append(SendToModel({"type": ClientEvent.RESPONSE_CANCEL}))
-            self._cancelled.append(cancelled)
-            self._active_response = None
         truncated = False
         if item_id is not None and item is not None:
             # A finished item stays the last one played while the next reply's audio is queued.
             unheard = playing and item.sent_ms < item.received_ms
-            truncated = unheard or (cancelled is not None and item_id == self._active_item)
+            truncated = unheard or (cancelled is not None and item_id == cancelled_item)
             if truncated:
                 played_ms = min(item.sent_ms, item.received_ms)
                 truncate = {
                     "type": ClientEvent.ITEM_TRUNCATE,
                     "item_id": item_id,
-                    "content_index": 0,
+                    # Thinking models put other parts first: the audio part's own index.
+                    "content_index": self._responses.audio_index(item_id),
                     "audio_end_ms": played_ms,
                 }
                 actions.append(SendToModel(truncate))
-                self._cancelled.append(item_id)
+                self._responses.mark_cancelled(item_id)
                 actions.append(SendToPage(interrupted_event(item_id, played_ms)))
         if cancelled is not None or truncated:
             self.stats.interruptions += 1
@@ -307,17 +251,36 @@ class Turns:
         return [AnalyzeUtterance(item_id), ShowState(State.LISTENING)]
 
     def _response_created(self, event: Event, now: float) -> list[Action]:
-        self._active_response = _text(_object(event, "response"), "id") or "unknown"
-        self._active_item = None
+        self._responses.created(_text(_object(event, "response"), "id"))
+        self._page_create_sent = False
         return []
 
     def _response_done(self, event: Event, now: float) -> list[Action]:
-        if _text(_object(event, "response"), "id") in (self._active_response, None):
-            self._active_response = None
+        self._responses.done(_text(_object(event, "response"), "id"))
+        return self._release_held()
+
+    def _response_cancelled(self, event: Event, now: float) -> list[Action]:
+        # StepFun's reference answers response.cancel with response.cancelled.
+        response_id = _text(event, "response_id") or _text(_object(event, "response"), "id")
+        self._responses.done(response_id)
+        return self._release_held()
+
+    def _output_item(self, event: Event, now: float) -> list[Action]:
+        item = _object(event, "item")
+        item_id = _text(item, "id")
+        self._responses.learn_item(_text(event, "response_id"), item_id)
+        self._responses.learn_content(item_id, item.get("content"))
+        return []
+
+    def _content_part(self, event: Event, now: float) -> list[Action]:
+        item_id = _text(event, "item_id")
+        self._responses.learn_item(_text(event, "response_id"), item_id)
+        part = _object(event, "part")
+        self._responses.learn_part(item_id, event.get("content_index"), part.get("type"))
         return []
 
     def _is_cancelled(self, response_id: str | None, item_id: str | None) -> bool:
-        return response_id in self._cancelled or item_id in self._cancelled
+        return self._responses.is_late(response_id, item_id)
 
     def _audio_delta(self, event: Event, now: float) -> list[Action]:
         response_id, item_id = _text(event, "response_id"), _text(event, "item_id")
@@ -329,8 +292,8 @@ class Turns:
             pcm = base64.b64decode(delta, validate=True)
         except (binascii.Error, ValueError):
             raise MalformedEvent("delta") from None
-        if response_id == self._active_response:
-            self._active_item = item_id
+        self._responses.playing(response_id, item_id)
+        self._responses.learn_part(item_id, event.get("content_index"), "audio")
         pcm = pcm[: len(pcm) & ~1]
         return [PlayAudio(item_id, pcm)] if pcm else []
 
@@ -347,6 +310,16 @@ class Turns:
             return []
         return [SendToPage(self._transcripts.update("assistant", item_id, text, final=True))]
 
+    def _thinking_text(self, event: Event, now: float) -> list[Action]:
+        # Reasoning is never spoken nor put in the transcript: the page's debug view only.
+        item_id = _text(event, "item_id")
+        if self._is_cancelled(_text(event, "response_id"), item_id):
+            return []
+        final = event.get("type") == ServerEvent.THINKING_DONE
+        text = _text(event, "thinking") if final else _text(event, "delta") or ""
+        whole = self._thinking.update("assistant", item_id, text, final=final)["text"]
+        return [SendToPage(thinking_event(item_id, whole, final))]
+
     def _user_text(self, event: Event, now: float) -> list[Action]:
         item_id, text = _text(event, "item_id"), _text(event, "delta") or ""
         page = self._transcripts.update(
@@ -360,7 +333,16 @@ class Turns:
 
     def _error(self, event: Event, now: float) -> list[Action]:
         message = self._redact(error_message(event))
-        if now - self._last_cancel_t < BENIGN_ERROR_WINDOW_S:
+        body = event.get("error")
+        cause = body.get("event_id") if isinstance(body, dict) else None
+        # The page's own request failed: it must hear it, however soon after a cancel.
+        pages = (
+            cause.startswith(PAGE_EVENT_PREFIX)
+            if isinstance(cause, str)
+            else self._page_create_sent
+        )
+        self._page_create_sent = self._page_create_sent and not pages
+        if not pages and now - self._last_cancel_t < BENIGN_ERROR_WINDOW_S:
             logger.debug("%s ignored a backend error after cancel: %s", self._label, message)
             return []
         if not self._errors_shown.take(now):
@@ -375,6 +357,12 @@ _HANDLERS: dict[str, Callable[[Turns, Event, float], list[Action]]] = {
     ServerEvent.SPEECH_STOPPED: Turns._speech_stopped,
     ServerEvent.RESPONSE_CREATED: Turns._response_created,
     ServerEvent.RESPONSE_DONE: Turns._response_done,
+    ServerEvent.RESPONSE_CANCELLED: Turns._response_cancelled,
+    ServerEvent.OUTPUT_ITEM_ADDED: Turns._output_item,
+    ServerEvent.OUTPUT_ITEM_DONE: Turns._output_item,
+    ServerEvent.CONTENT_PART_ADDED: Turns._content_part,
+    ServerEvent.THINKING_DELTA: Turns._thinking_text,
+    ServerEvent.THINKING_DONE: Turns._thinking_text,
     ServerEvent.AUDIO_DELTA: Turns._audio_delta,
     ServerEvent.AUDIO_TRANSCRIPT_DELTA: Turns._assistant_text,
     ServerEvent.TEXT_DELTA: Turns._assistant_text,

@@ -1,8 +1,11 @@
-// The conversation view: streaming transcript bubbles, notes, and text/JSON export.
+// The conversation view: streaming transcript bubbles, notes, tool activity, text/JSON export.
 import { h } from "./dom.js";
 import { toneCues } from "./tone.js";
 
 const STICK_TO_BOTTOM_PX = 48;
+// Tool kinds with words of their own ("Searching the web…"); the others say "Calling NAME…".
+const BUILTIN_TOOLS = new Set(["web_search", "retrieval"]);
+const TOOL_STATUSES = new Set(["started", "done", "failed"]);
 
 export class ConversationLog {
   #entries = [];
@@ -82,6 +85,30 @@ export class ConversationLog {
     this.#render(entry);
   }
 
+  // Tool activity, merged by call_id: the relay's `tool` events {name, kind, status}, a client
+  // call's `tool_call` {name, arguments} and the page's answer {output | error}.
+  tool({ call_id: callId, name, kind, status, arguments: args, output, error }) {
+    if (typeof callId !== "string" || !callId) return;
+    let entry = this.#byKey.get(`tool:${callId}`);
+    if (!entry) {
+      entry = this.#add("tool", { itemId: callId });
+      entry.tool = { call_id: callId, name: "", kind: "client", status: "started" };
+    }
+    const tool = entry.tool;
+    if (typeof name === "string" && name) tool.name = name;
+    if (typeof kind === "string" && kind) tool.kind = kind;
+    if (args !== undefined) tool.arguments = args;
+    if (output !== undefined) tool.output = output;
+    if (error !== undefined) tool.error = String(error);
+    if (TOOL_STATUSES.has(status)) tool.status = status;
+    else if ((output !== undefined || error !== undefined) && tool.status === "started") {
+      // The page answered a client call before the relay said how it went.
+      tool.status = error === undefined ? "done" : "failed";
+    }
+    entry.final = tool.status !== "started";
+    this.#render(entry);
+  }
+
   latency(ms) {
     const last = this.#entries.findLast((e) => e.role !== "note");
     if (last?.role === "assistant" && last.latencyMs === null) {
@@ -133,7 +160,8 @@ export class ConversationLog {
       if (entry.interrupted) extras.push(t("conv.interrupted"));
       if (entry.latencyMs !== null) extras.push(t("conv.latency", { ms: Math.round(entry.latencyMs) }));
       const suffix = extras.length ? ` (${extras.join(", ")})` : "";
-      lines.push(`[${time}] ${t(`role.${entry.role}`)}: ${this.#textOf(entry)}${suffix}`);
+      const details = entry.tool ? toolDetails(entry.tool) : "";
+      lines.push(`[${time}] ${t(`role.${entry.role}`)}: ${this.#textOf(entry)}${details}${suffix}`);
     }
     return `${lines.join("\n")}\n`;
   }
@@ -152,6 +180,7 @@ export class ConversationLog {
         latency_ms: entry.latencyMs,
         interrupted: entry.interrupted,
         tone: entry.tone,
+        tool: entry.tool,
       })),
     };
   }
@@ -187,6 +216,7 @@ export class ConversationLog {
       interrupted: false,
       latencyMs: null,
       tone: null,
+      tool: null,
       at: new Date(),
       element: null,
     };
@@ -197,6 +227,11 @@ export class ConversationLog {
 
   #textOf(entry) {
     if (entry.role === "note") return this.i18n.t(entry.key, entry.params ?? undefined);
+    if (entry.role === "tool") {
+      const { kind, status, name } = entry.tool;
+      const family = BUILTIN_TOOLS.has(kind) ? kind : "call";
+      return this.i18n.t(`tool.${family}.${status}`, { name });
+    }
     if (entry.spoken && !entry.text) {
       if (!entry.final) return this.i18n.t("conv.speaking");
       return this.i18n.t("conv.spoken", { s: (entry.durationS ?? 0).toFixed(1) });
@@ -225,12 +260,15 @@ export class ConversationLog {
     ].filter(Boolean).join(" ");
     element.dataset.role = entry.role;
     element.dataset.final = String(entry.final);
+    if (entry.tool) element.dataset.status = entry.tool.status;
     if (entry.itemId) element.dataset.itemId = entry.itemId;
     // Screen readers wait for the final text instead of reading every streamed update.
     if (entry.final) element.removeAttribute("aria-busy");
     else element.setAttribute("aria-busy", "true");
     const parts = [
-      entry.role === "note" ? null : h("span", { class: "msg__who" }, t(`role.${entry.role}`)),
+      entry.role === "note" || entry.role === "tool"
+        ? null
+        : h("span", { class: "msg__who" }, t(`role.${entry.role}`)),
       h("p", { class: "msg__text" }, this.#textOf(entry)),
       cues.length
         ? h("ul", { class: "msg__tone", "aria-label": t("tone.title") }, cues.map((c) => h("li", {}, `${c.label} ${c.value}`)))
@@ -241,4 +279,11 @@ export class ConversationLog {
     if (scroll && atBottom) list.scrollTop = list.scrollHeight;
     this.onChange();
   }
+}
+
+// A client call's arguments and answer for the text export: ` {"sku":"X"} -> {"shown":true}`.
+function toolDetails({ arguments: args, output, error }) {
+  if (args === undefined) return "";
+  const answer = error !== undefined ? ` -> ${error}` : output !== undefined ? ` -> ${JSON.stringify(output)}` : "";
+  return ` ${JSON.stringify(args)}${answer}`;
 }

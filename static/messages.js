@@ -39,6 +39,7 @@ const WORDS = new Map([
   // HTTP 502 and data channel `error` events (relay/session.py); the detail is the server's.
   ["backend_unavailable", ["error.backend_unavailable", true]],
   ["backend_error", ["error.backend_error", true]],
+  ["backend_rejected_session", ["error.backend_rejected_session", true]],
   ["invalid_client_event", ["error.invalid_client_event", true]],
   ["too_many_messages", ["error.too_many_messages", false]],
 ]);

@@ -53,6 +53,17 @@ export class NetworkPanel {
     };
     this.#timer = setInterval(refresh, REFRESH_MS);
     client.addEventListener("connectionstate", refresh);
+    client.addEventListener("thinking", (event) => {
+      if (this.#client === client) this.#renderThinking(event.detail);
+    });
+  }
+
+  // The reasoning of the reply in progress, as text (never markup).
+  #renderThinking({ text }) {
+    const { debugThinking } = this.view;
+    if (!debugThinking) return;
+    debugThinking.hidden = !text;
+    debugThinking.textContent = `${this.i18n.t("debug.thinking")}\n${text ?? ""}`;
   }
 
   stop() {
@@ -60,6 +71,7 @@ export class NetworkPanel {
     this.#timer = null;
     this.#client = null;
     this.#pair = null;
+    if (this.view.debugThinking) this.view.debugThinking.hidden = true;
     if (this.view.checkButton) this.view.checkButton.disabled = this.#check !== null;
     this.#renderPair();
   }

@@ -1,4 +1,5 @@
 // Talk, demo link and embed pages: mounts the talk UI and wires the language switch.
+import { hostToolHandler } from "./client-tools.js";
 import { LANGUAGES, Translator } from "./i18n.js";
 import { mountTalkUI } from "./talk-ui.js";
 
@@ -24,8 +25,10 @@ const ui = mountTalkUI(document.getElementById("app"), {
 window.voiceRelay = ui;
 
 // Inside the widget's iframe: tell the host page's widget (any origin may embed the state, nothing
-// more) whether a conversation is live.
+// more) whether a conversation is live, and let the host page (the link's origins only) run the
+// link's client tools.
 if (config.compact && window.parent !== window) {
+  ui.onToolCall = hostToolHandler(config.hostOrigins ?? []);
   ui.addEventListener("statechange", (event) => {
     window.parent.postMessage({ voiceRelay: { type: "state", state: event.detail.state } }, "*");
   });

@@ -7,6 +7,12 @@
 // {sessionId}; "closed" {reason, error?} once the conversation is over for good. A peer connection
 // that never connects within ICE_CONNECT_TIMEOUT_MS (the network blocks it) is "closed" with the
 // reason "network_blocked", without a reconnect: the same network would block that too.
+//
+// Client tools (client-tools.js): a server `tool_call` runs `onToolCall(call, signal)` (the
+// option, or the property set later), whose value or throw is sent back as the `tool_result`;
+// without a handler the model is told there is none. "toolresult" {call_id, output | error} says
+// what was sent.
+import { parseToolCall, runToolCall, TOOL_TIMEOUT_MS } from "./client-tools.js";
 import { configuredRelays, fetchIceServers, gatherCandidates, selectedPair } from "./ice.js";
 
 const DEFAULT_GATHER_TIMEOUT_MS = 2000;
@@ -63,6 +69,8 @@ export class RelayClient extends EventTarget {
     this.extraBody = options.extraBody ?? {};
     // Automatic reconnects after a dropped connection (0 keeps the original behaviour).
     this.reconnects = options.reconnects ?? 0;
+    this.onToolCall = options.onToolCall ?? null;
+    this.toolTimeoutMs = options.toolTimeoutMs ?? TOOL_TIMEOUT_MS;
     this.pc = null;
     this.channel = null;
     this.sessionId = null;
@@ -197,11 +205,23 @@ export class RelayClient extends EventTarget {
     }
     this.#emit("event", event);
     if (event.type) this.#emit(event.type, event);
+    if (event.type === "tool_call") this.#answerToolCall(event);
     if (event.type === "ended") {
       this.sessionId = null; // the server has ended it already: no DELETE
       if (FINAL_END_REASONS.has(event.reason)) this.#finish(event.reason);
       else this.#dropped(event.reason ?? "ended");
     }
+  }
+
+  async #answerToolCall(event) {
+    const call = parseToolCall(event);
+    if (!call) return;
+    const pc = this.pc;
+    const result = await runToolCall(call, this.onToolCall, this.toolTimeoutMs);
+    // A call belongs to its relay session: after a reconnect nobody is waiting for it.
+    if (this.pc !== pc) return;
+    this.send(result);
+    this.#emit("toolresult", result);
   }
 
   // The connection went away without anyone hanging up: reconnect once with the same microphone.

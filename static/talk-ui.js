@@ -2,6 +2,8 @@
 // The talk page mounts the full variant; widget and demo pages can mount { compact: true }.
 // Emits "statechange" {state, previous}; states: idle, starting, connecting, connecting_model,
 // listening, user_speaking, assistant_speaking, reconnecting, ended.
+// `onToolCall(call, signal)` (option or property) runs the link's client tools (client-tools.js);
+// without it each call is answered with "no handler". Tool activity shows in the conversation.
 import { ConversationLog } from "./conversation.js";
 import { h, ICONS, icon } from "./dom.js";
 import { Translator } from "./i18n.js";
@@ -30,10 +32,12 @@ export class TalkUI extends EventTarget {
   #alertAction = null;
   #lastTone = null;
   #lastToggle = -Infinity;
+  #onToolCall = null;
 
-  constructor(root, { config = {}, translator = new Translator(), compact = false } = {}) {
+  constructor(root, { config = {}, translator = new Translator(), compact = false, onToolCall = null } = {}) {
     super();
     this.config = config;
+    this.#onToolCall = onToolCall;
     this.i18n = translator;
     this.state = "idle";
     this.client = null;
@@ -64,6 +68,16 @@ export class TalkUI extends EventTarget {
     this.#onLogChange();
     root.append(this.view.el);
     this.#checkSupport();
+  }
+
+  get onToolCall() {
+    return this.#onToolCall;
+  }
+
+  // Applies to the conversation in progress too.
+  set onToolCall(handler) {
+    this.#onToolCall = handler;
+    if (this.client) this.client.onToolCall = handler;
   }
 
   get inCall() {
@@ -101,7 +115,7 @@ export class TalkUI extends EventTarget {
     }
     this.stream = stream;
     this.inputMeter.attach(stream);
-    const client = new RelayClient({ ...this.config, reconnects: RECONNECTS });
+    const client = new RelayClient({ ...this.config, reconnects: RECONNECTS, onToolCall: this.#onToolCall });
     this.client = client;
     this.#listen(client);
     this.network.track(client);
@@ -188,6 +202,9 @@ export class TalkUI extends EventTarget {
     on("latency", ({ ms }) => this.#showLatency(ms));
     on("interrupted", ({ item_id: itemId }) => this.log.interrupted(itemId));
     on("tone", (event) => this.#showTone(event));
+    on("tool", (event) => this.log.tool(event));
+    on("tool_call", (event) => this.log.tool({ ...event, kind: "client" }));
+    on("toolresult", (result) => this.log.tool(result));
     on("error", (event) => this.#showAlert(errorMessage(event)));
     on("track", ({ stream }) => this.#play(stream));
     on("reconnecting", () => {

@@ -157,6 +157,8 @@ function buildNetworkView(v, i18n, id, label, check) {
   );
   v.debugNone = i18n.text(h("p", { class: "debug__none" }), "debug.none");
   v.debugList = h("dl", { class: "debug__pair", hidden: true });
-  v.debugPanel = h("details", { class: "debug" }, i18n.text(h("summary"), "debug.title"), v.debugNone, v.debugList);
+  // A thinking model's reasoning: here only, never spoken nor in the transcript.
+  v.debugThinking = h("pre", { class: "debug__thinking", hidden: true });
+  v.debugPanel = h("details", { class: "debug" }, i18n.text(h("summary"), "debug.title"), v.debugNone, v.debugList, v.debugThinking);
   return h("div", { class: "network" }, v.checkButton, v.checkPanel, v.debugPanel);
 }

@@ -1,6 +1,12 @@
 // voice-relay widget: <script src="https://HOST/widget.js" data-link="SLUG" async></script>
 // Adds a floating talk button that opens a panel with an iframe of HOST/embed/SLUG. Everything
-// lives in a shadow root: the host page's CSS cannot reach it and it leaves no globals.
+// lives in a shadow root: the host page's CSS cannot reach it.
+//
+// Client tools: the page runs the link's client tools with handlers by tool name, looked up when
+// the model calls one (so they may be set before or after this script loads):
+//   window.voiceRelayWidget = { tools: { show_product: async ({ sku }, call) => ({ shown: sku }) } };
+// A handler's value (any JSON) goes back to the model; a throw, or no handler, is an error result.
+// Its only global is that `voiceRelayWidget` object.
 (() => {
   const script = document.currentScript;
   const options = script?.dataset ?? {};
@@ -9,6 +15,8 @@
     return;
   }
   const origin = new URL(script.src).origin;
+  window.voiceRelayWidget ??= {};
+  window.voiceRelayWidget.tools ??= {};
   const side = options.position === "bottom-left" ? "left" : "right";
   const theme = ["light", "dark"].includes(options.theme) ? options.theme : "auto";
   const accent = CSS.supports("color", options.accent ?? "") ? options.accent : "#3a5bd9";
@@ -110,8 +118,25 @@
       // The talk UI's states (talk-ui.js): every one but these is part of a call.
       const live = !["idle", "ended"].includes(message.state);
       launcher.toggleAttribute("data-live", live);
+    } else if (message.type === "tool_call" && typeof message.call_id === "string") {
+      runTool(message, event.source);
     }
   });
+
+  // Runs the host's handler for a call from the iframe and answers that iframe (its origin only).
+  async function runTool({ call_id: callId, name, arguments: args }, source) {
+    let answer;
+    try {
+      const tools = window.voiceRelayWidget?.tools ?? {};
+      const handler = Object.hasOwn(tools, name) ? tools[name] : null;
+      if (typeof handler !== "function") throw new Error(`no handler for the client tool ${name} on this page`);
+      const output = await handler(args ?? {}, { call_id: callId, name, arguments: args ?? {} });
+      answer = { output: JSON.parse(JSON.stringify(output ?? null)) };
+    } catch (error) {
+      answer = { error: String(error?.message ?? error) || "the tool failed" };
+    }
+    source.postMessage({ voiceRelay: { type: "tool_result", call_id: callId, ...answer } }, origin);
+  }
 
   script.after(host);
 

@@ -14,6 +14,7 @@ from typing import Any
 import aioice.ice
 import httpx
 import pytest
+import uvicorn
 from fastapi import FastAPI
 
 from relay import MediaOptions, SessionRegistry
@@ -74,18 +75,27 @@ async def live_app(
     overrides.setdefault("data_dir", Path(data_dir.name))
     app = create_app(make_settings(port=port, **overrides), media=media)
     server = RelayServer(app, log_level="warning", lifespan="on")
+    try:
+        async with serving(server, sock):
+            yield LiveServer(app, f"http://{LOOPBACK}:{port}")
+    finally:
+        sock.close()
+        data_dir.cleanup()
+
+
+@asynccontextmanager
+async def serving(server: uvicorn.Server, sock: socket.socket) -> AsyncIterator[None]:
+    """Runs `server` on the bound `sock` from its start until the block ends."""
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         while not server.started:
             if task.done():
                 task.result()
             await asyncio.sleep(0.01)
-        yield LiveServer(app, f"http://{LOOPBACK}:{port}")
+        yield
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 10)
-        sock.close()
-        data_dir.cleanup()
 
 
 @pytest.fixture

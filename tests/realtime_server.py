@@ -23,9 +23,18 @@ class RecordingServer:
 
     dialect: str
     url: str = ""
-    # What `session.created` reports; `session.updated` echoes each update when `echo_updates`.
+    # What `session.created` reports; `session.updated` echoes each update when `echo_updates`,
+    # else reports the created session unchanged.
     created_session: dict[str, Any] = field(default_factory=lambda: {"id": "sess_test"})
     echo_updates: bool = True
+    # StepFun refuses an update it cannot use with an error (e.g. "voice ... is not valid").
+    reject_updates_with: str | None = None
+    reject_delay_s: float = 0.0
+    # Like StepFun: one response at a time; response.create during one is an error, and a
+    # cancelled one ends (response.done) this long after response.cancel.
+    cancel_delay_s: float = 0.3
+    responding: str | None = None  # the response in progress
+    responses: int = 0
     received: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
@@ -44,8 +53,47 @@ class RecordingServer:
             event = json.loads(message)
             self.received.append(event)
             self.new_event.set()
-            if event["type"] == "session.update" and self.echo_updates:
-                await self.send({"type": "session.updated", "session": event["session"]})
+            if event["type"] == "session.update":
+                await self._answer_update(event)
+            elif event["type"] == "response.create":
+                await self._create_response(event)
+            elif event["type"] == "response.cancel" and self.responding is not None:
+                asyncio.get_running_loop().call_later(
+                    self.cancel_delay_s, self._finish_soon, self.responding, "cancelled"
+                )
+
+    async def _answer_update(self, event: dict[str, Any]) -> None:
+        if self.reject_updates_with is not None:
+            await asyncio.sleep(self.reject_delay_s)
+            error = {"type": "invalid_request_error", "code": "invalid_param"}
+            error |= {"message": self.reject_updates_with, "event_id": event.get("event_id")}
+            await self.send({"type": "error", "error": error})
+            return
+        session = event["session"] if self.echo_updates else self.created_session
+        await self.send({"type": "session.updated", "session": session})
+
+    async def _create_response(self, event: dict[str, Any]) -> None:
+        if self.responding is not None:
+            error = {"type": "invalid_request_error", "code": "invalid_request"}
+            error |= {"message": "ongoing response already exists"}
+            await self.send({"type": "error", "error": error | {"event_id": event.get("event_id")}})
+            return
+        self.responses += 1
+        await self.start_response(f"resp_server_{self.responses}")
+
+    async def start_response(self, response_id: str) -> None:
+        """A response in progress, as if the server's VAD or a response.create started it."""
+        self.responding = response_id
+        await self.send({"type": "response.created", "response": {"id": response_id}})
+
+    async def finish_response(self, response_id: str, status: str = "completed") -> None:
+        if self.responding == response_id:
+            self.responding = None
+        done = {"id": response_id, "status": status}
+        await self.send({"type": "response.done", "response": done})
+
+    def _finish_soon(self, response_id: str, status: str) -> None:
+        asyncio.get_running_loop().create_task(self.finish_response(response_id, status))
 
     async def send(self, event: dict[str, Any]) -> None:
         assert self.connection is not None
@@ -126,6 +174,16 @@ def created_event() -> str:
     return json.dumps({"type": "session.created", "session": {"id": "sess_hostile"}})
 
 
+async def handshake(ws: ServerConnection) -> None:
+    """session.created, then session.updated for the relay's session.update."""
+    await ws.send(created_event())
+    async for message in ws:
+        event = json.loads(message)
+        if event.get("type") == "session.update":
+            await ws.send(json.dumps({"type": "session.updated", "session": event["session"]}))
+            return
+
+
 def audio_delta_event(pcm: bytes, item_id: str = "item_good") -> str:
     delta = base64.b64encode(pcm).decode()
     event = {"type": "response.audio.delta", "response_id": "resp_good", "item_id": item_id}
@@ -146,7 +204,7 @@ async def close_at_once(ws: ServerConnection) -> None:
 
 
 async def garbage(ws: ServerConnection) -> None:
-    await ws.send(created_event())
+    await handshake(ws)
     for message in GARBAGE:
         await ws.send(message)
     await ws.send(audio_delta_event(GOOD_PCM * 10))  # the conversation goes on
@@ -154,19 +212,19 @@ async def garbage(ws: ServerConnection) -> None:
 
 
 async def huge_delta(ws: ServerConnection) -> None:
-    await ws.send(created_event())
+    await handshake(ws)
     await ws.send(audio_delta_event(bytes(range(256)) * 30_000, item_id="item_huge"))  # 10 MB
     await ws.send(audio_delta_event(GOOD_PCM * 10))
     await read_forever(ws)
 
 
 async def deaf(ws: ServerConnection) -> None:
-    await ws.send(created_event())
+    await handshake(ws)
     await ws.wait_closed()  # never reads again
 
 
 async def error_flood(ws: ServerConnection) -> None:
-    await ws.send(created_event())
+    await handshake(ws)
     for i in range(5000):
         await ws.send(json.dumps({"type": "error", "error": {"message": f"overloaded {i}"}}))
     await read_forever(ws)
@@ -191,6 +249,6 @@ async def echo_key(ws: ServerConnection) -> None:
     """Repeats the Authorization header it was sent in an error, as a careless backend might."""
     assert ws.request is not None
     auth = ws.request.headers.get("Authorization", "")
-    await ws.send(created_event())
+    await handshake(ws)
     await ws.send(json.dumps({"type": "error", "error": {"message": f"key rejected: {auth}"}}))
     await read_forever(ws)

@@ -60,6 +60,8 @@ async def test_a_flood_of_typed_text_reaches_the_model_a_few_times(
         elapsed = loop.time() - started
         print(f"flood of {FLOOD} delivered and answered in {elapsed:.1f} s")  # noqa: T201
         created = len(backend.of_type("conversation.item.create"))
+        # A text sent during a reply asks for its response once the cancelled one is done.
+        await wait_until(lambda: len(backend.of_type("response.create")) >= created, timeout_s=5)
         responses = len(backend.of_type("response.create"))
         await http.delete(f"/api/sessions/{client.session_id}")
         await client.close()

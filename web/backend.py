@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from relay import BackendConfig, MediaOptions, SessionOptions
 from relay.peer import PeerNetwork
+from relay.tools import Tool
+from relay.webhook import WebhookOptions
 
-from .links import DemoLink
-from .settings import BackendName, Settings
+from .links import DemoLink, Persona
+from .settings import BackendName, Settings, secret_value, tools_problem
 from .turn import server_ice_servers
 
 
@@ -26,10 +28,14 @@ def backend_config(settings: Settings, link: DemoLink | None = None) -> BackendC
     if link is None:
         model, voice = settings.resolved_model, settings.voice
         instructions, greeting = settings.instructions, None
+        tools = tuple(settings.tools)
+        knobs: Settings | Persona = settings
     else:
         model = link.model or (settings.resolved_model if same_backend else "")
         voice, greeting = link.persona.voice, link.persona.greeting
         instructions = link.persona.instructions or None
+        tools = tuple(link.tools)
+        knobs = link.persona
     return BackendConfig(
         dialect=backend,
         url=url,
@@ -38,7 +44,19 @@ def backend_config(settings: Settings, link: DemoLink | None = None) -> BackendC
         voice=voice,
         instructions=instructions,
         greeting=greeting,
+        tools=tools,
+        region=settings.stepfun_region,
+        temperature=knobs.temperature,
+        max_output_tokens=knobs.max_output_tokens,
+        energy_awakeness_threshold=knobs.energy_awakeness_threshold,
     )
+
+
+def link_tools_problem(
+    settings: Settings, tools: list[Tool], backend: BackendName | None
+) -> str | None:
+    """Why a link with `backend` (None: the server's) may not declare `tools` here, if so."""
+    return tools_problem(settings, tools, backend or settings.resolved_backend)
 
 
 def session_options(
@@ -55,4 +73,9 @@ def session_options(
         host_addresses=tuple(settings.ice_addresses),
         network=PeerNetwork(settings.udp_ports, settings.public_ip),
         media=media,
+        webhooks=WebhookOptions(
+            secret=secret_value(settings.webhook_secret),
+            allow_private=settings.webhook_allow_private,
+            ca_file=settings.webhook_ca_file,
+        ),
     )

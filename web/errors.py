@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from relay import BackendError, PolicyViolation, RelayError, SessionNotFound, SignallingError
+from relay.backends.client import BackendRejected
 from relay.errors import AtCapacity
 
 from .middleware.body_limit import BodyTooLarge
@@ -22,6 +23,7 @@ STATUS_FOR: list[tuple[type[RelayError], int, str]] = [
     (SignallingError, 400, "bad_offer"),
     (SessionNotFound, 404, "session_not_found"),
     (PolicyViolation, 403, "not_allowed"),
+    (BackendRejected, 502, "backend_rejected_session"),  # before its base class
     (BackendError, 502, "backend_unavailable"),
     (AtCapacity, 503, "at_capacity"),
 ]

@@ -20,7 +20,11 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from relay.backends import dialect_for
 from relay.public_address import PublicAddresses
+from relay.tools import BUILT_IN_KINDS, ServerTool, Tool, check_tools
 from relay.udp_ports import PortRange
+from relay.webhook import literal_address_refused
+
+from .links.model import EnergyThreshold, MaxOutputTokens, Temperature
 
 BackendName = Literal["local", "stepfun", "openai"]
 
@@ -50,6 +54,16 @@ class Settings(BaseSettings):
     model: str | None = None
     voice: str | None = None
     instructions: str | None = None
+    tools: list[Tool] = []  # the default persona's tools (JSON); links declare their own
+    # The default persona's backend knobs (docs/backends.md); a link sets its own.
+    temperature: Temperature | None = None
+    max_output_tokens: MaxOutputTokens | None = None
+    energy_awakeness_threshold: EnergyThreshold | None = None
+    stepfun_region: Literal["cn", "intl"] = "cn"  # which StepFun platform issued the key
+    # Server tools (webhooks): the HMAC secret that signs each call, private addresses, CAs.
+    webhook_secret: SecretStr | None = None
+    webhook_allow_private: bool = False
+    webhook_ca_file: Path | None = None
     backend_url: str | None = None
     stepfun_api_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("STEPFUN_API_KEY", "VOICE_RELAY_STEPFUN_API_KEY")
@@ -119,6 +133,7 @@ class Settings(BaseSettings):
         "admin_token",
         "realtime_token",
         "turn_secret",
+        "webhook_secret",
         mode="after",
     )
     @classmethod
@@ -131,6 +146,14 @@ class Settings(BaseSettings):
     def _check_turn(self) -> Settings:
         if bool(self.turn_urls) != (self.turn_secret is not None):
             raise ValueError("VOICE_RELAY_TURN_URLS and VOICE_RELAY_TURN_SECRET go together")
+        return self
+
+    @model_validator(mode="after")
+    def _check_tools(self) -> Settings:
+        check_tools(self.tools)
+        problem = tools_problem(self, self.tools, self.resolved_backend)
+        if problem is not None:
+            raise ValueError(f"VOICE_RELAY_TOOLS: {problem}")
         return self
 
     @model_validator(mode="after")
@@ -217,3 +240,17 @@ class Settings(BaseSettings):
 
 def secret_value(secret: SecretStr | None) -> str | None:
     return secret.get_secret_value() if secret is not None else None
+
+
+def tools_problem(settings: Settings, tools: list[Tool], backend: BackendName) -> str | None:
+    """Why `tools` cannot be declared for `backend` on this server, if they cannot."""
+    if backend != "stepfun" and any(tool.kind in BUILT_IN_KINDS for tool in tools):
+        return "web_search and retrieval are StepFun's built-in tools: they need backend stepfun"
+    servers = [tool for tool in tools if isinstance(tool, ServerTool)]
+    if servers and settings.webhook_secret is None:
+        return "server tools need VOICE_RELAY_WEBHOOK_SECRET (it signs every webhook call)"
+    for tool in servers:
+        refused = literal_address_refused(tool.url, settings.webhook_allow_private)
+        if refused is not None:
+            return f"{tool.name}: {refused} (VOICE_RELAY_WEBHOOK_ALLOW_PRIVATE allows it)"
+    return None

@@ -26,6 +26,10 @@ wire_logger.setLevel(logging.INFO)
 
 CONNECT_TIMEOUT_S = 10.0
 SESSION_CREATED_TIMEOUT_S = 10.0
+# StepFun answers a session.update it refuses (a voice it does not know) with an error instead
+# of session.updated; until it confirms, VAD may be off and nobody would hear the caller.
+SESSION_UPDATED_TIMEOUT_S = 10.0
+MAX_EARLY_EVENTS = 64  # server events that come while we wait for session.updated
 CLOSE_TIMEOUT_S = 2.0  # a backend that does not read cannot finish the closing handshake
 # A backend that has not taken one message in this long has stopped reading: the session ends
 # instead of waiting for the keepalive (40 s) while the person talks to no one.
@@ -37,6 +41,13 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 MAX_BACKEND_TEXT_CHARS = 500  # backend text shown to a page or written to a log
 REDACTED = "[redacted]"
 APPEND_PREFIX = f'{{"type":"{ClientEvent.INPUT_AUDIO_APPEND}","audio":"'
+
+
+_noted: set[tuple[str, ...]] = set()  # configurations whose notes this process logged
+
+
+class BackendRejected(BackendError):
+    """The backend refused our session.update; the message is its own (redacted) words."""
 
 
 def redact(text: str, secret: str | None) -> str:
@@ -72,10 +83,11 @@ class RealtimeClient:
         self.dropped_events = 0
         self.sent_audio_bytes = 0
         self.ignored: Counter[str] = Counter()
+        self._early: deque[Event] = deque()  # received during connect(), yielded first
 
     @property
     def ready(self) -> bool:
-        """The backend created its session and takes our events."""
+        """The backend created and confirmed its session and takes our events."""
         return self._writer is not None
 
     @property
@@ -94,7 +106,9 @@ class RealtimeClient:
         return redact(text, self.config.api_key)
 
     async def connect(self) -> None:
-        """Open the socket, wait for `session.created`, send our `session.update`."""
+        """Open the socket, wait for `session.created`, send our `session.update` and wait for
+        `session.updated`. Raises BackendRejected if the backend refuses the update."""
+        self._log_notes()
         url = self.dialect.connect_url(self.config)
         try:
             self._ws = await connect(
@@ -115,26 +129,55 @@ class RealtimeClient:
             raise BackendError(
                 f"{self.dialect.name} backend is unreachable: {type(exc).__name__}"
             ) from None
+        what = "start a session"
         try:
-            async with asyncio.timeout(SESSION_CREATED_TIMEOUT_S):
-                while True:
-                    event = self._decode(await self._ws.recv())
-                    kind = None if event is None else event.get("type")
-                    if kind == ServerEvent.SESSION_CREATED:
-                        assert event is not None
-                        self._remember_session(event)
-                        break
-                    if kind == ServerEvent.ERROR:
-                        assert event is not None
-                        await self.close()
-                        raise BackendError(f"backend error: {self.redact(error_message(event))}")
+            created = await self._wait_for(ServerEvent.SESSION_CREATED, SESSION_CREATED_TIMEOUT_S)
+            self._remember_session(created)
+            what = "confirm the session"
+            update = json.dumps(self.dialect.session_update(self.config))
+            async with asyncio.timeout(SESSION_UPDATED_TIMEOUT_S):
+                await self._ws.send(update)
+            self._early.append(
+                await self._wait_for(ServerEvent.SESSION_UPDATED, SESSION_UPDATED_TIMEOUT_S)
+            )
+        except BackendError:
+            await self.close()
+            raise
         except (TimeoutError, ConnectionClosed) as exc:
             await self.close()
-            raise BackendError("backend did not start a session") from exc
-        self._outbox.appendleft(json.dumps(self.dialect.session_update(self.config)))
-        self._pending_events += 1
+            raise BackendError(f"backend did not {what}") from exc
         self._writer = asyncio.create_task(self._write(), name=f"{self._label}-backend-writer")
         self._wake.set()
+
+    async def _wait_for(self, kind: str, timeout_s: float) -> Event:
+        """The next `kind` event; an error before it is the backend refusing us. Other events
+        are kept (bounded) for `events()`."""
+        assert self._ws is not None
+        async with asyncio.timeout(timeout_s):
+            while True:
+                event = self._decode(await self._ws.recv())
+                if event is None:
+                    continue
+                event = self.dialect.normalize(event)
+                if event.get("type") == kind:
+                    return event
+                if event.get("type") == ServerEvent.ERROR:
+                    message = self.redact(error_message(event))
+                    if kind == ServerEvent.SESSION_CREATED:
+                        raise BackendError(f"backend error: {message}")
+                    logger.warning("%s backend rejected the session: %s", self._label, message)
+                    raise BackendRejected(message)
+                if len(self._early) < MAX_EARLY_EVENTS:
+                    self._early.append(event)
+                else:
+                    self._ignore("early_overflow")
+
+    def _log_notes(self) -> None:
+        key = (self.dialect.name, self.config.model, self.config.region, self.config.voice or "")
+        if key not in _noted:
+            _noted.add(key)
+            for note in self.dialect.notes(self.config):
+                logger.warning("%s", note)
 
     def send(self, event: Event) -> None:
         if self._pending_events >= MAX_PENDING_EVENTS:
@@ -176,6 +219,11 @@ class RealtimeClient:
         ws = self._ws
         if ws is None:
             raise BackendError("not connected")
+        while self._early:
+            early = self._early.popleft()
+            if early.get("type") == ServerEvent.SESSION_UPDATED:
+                self._remember_session(early)
+            yield early
         try:
             async for message in ws:
                 event = self._decode(message)
@@ -254,6 +302,7 @@ class RealtimeClient:
             except TimeoutError:
                 _abort(ws)
         self._outbox.clear()
+        self._early.clear()
         self._pending_audio_bytes = 0
         self._pending_events = 0
 

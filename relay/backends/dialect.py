@@ -7,6 +7,8 @@ from typing import Any, Protocol
 
 from protocol.events import ClientEvent, Event, Naming, beta_name
 
+from ..tools import Tool
+
 
 @dataclass(frozen=True)
 class BackendConfig:
@@ -21,6 +23,11 @@ class BackendConfig:
     silence_duration_ms: int | None = None
     prefix_padding_ms: int | None = None
     greeting: str | None = None  # spoken first, before the person says anything
+    tools: tuple[Tool, ...] = ()  # what the model may call (relay.tools); never from a visitor
+    region: str = "cn"  # StepFun: the platform that issued the key (cn: stepfun.com, intl: .ai)
+    temperature: float | None = None
+    max_output_tokens: int | None = None
+    energy_awakeness_threshold: int | None = None  # StepFun's VAD wake-up energy, 0–5000
 
 
 class Dialect(Protocol):
@@ -46,6 +53,10 @@ class Dialect(Protocol):
 
     def greeting_event(self, config: BackendConfig) -> Event | None:
         """The event that makes the model speak `config.greeting` first, if there is one."""
+        ...
+
+    def notes(self, config: BackendConfig) -> list[str]:
+        """What an operator should know about this configuration, logged once per process."""
         ...
 
 
@@ -87,8 +98,25 @@ class BearerDialect:
         # StepFun's advice for making the model speak first: ask for the line verbatim.
         if not config.greeting:
             return None
-        instructions = f"Greet the user by saying exactly this, and nothing else: {config.greeting}"
+        instructions = greeting_instructions(config.greeting)
         return {"type": ClientEvent.RESPONSE_CREATE, "response": {"instructions": instructions}}
+
+    def notes(self, config: BackendConfig) -> list[str]:
+        return []
+
+
+def greeting_instructions(greeting: str) -> str:
+    return f"Greet the user by saying exactly this, and nothing else: {greeting}"
+
+
+def sampling(config: BackendConfig) -> dict[str, Any]:
+    """The flat (beta, StepFun) names of the sampling knobs that are configured."""
+    return without_none(
+        {
+            "temperature": config.temperature,
+            "max_response_output_tokens": config.max_output_tokens,
+        }
+    )
 
 
 def reported_silence_ms(session: Event) -> int | None:
@@ -118,6 +146,7 @@ def flat_session_update(
             "voice": config.voice,
             "input_audio_format": "pcm16",
             "output_audio_format": "pcm16",
+            **sampling(config),
             **extra,
             "turn_detection": turn_detection,
         }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from protocol.events import ClientEvent, Event
 
+from ..tools import flat_function_tools
 from .dialect import BackendConfig, BearerDialect, flat_session_update, without_none
 
 
@@ -25,4 +26,9 @@ class LocalDialect(BearerDialect):
             }
         )
         transcription = {"model": "local"}
-        return flat_session_update(config, turn_detection, input_audio_transcription=transcription)
+        return flat_session_update(
+            config,
+            turn_detection,
+            input_audio_transcription=transcription,
+            tools=flat_function_tools(config.tools) or None,
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from protocol.events import GA_PCM_FORMAT, ClientEvent, Event, Naming
 
+from ..tools import flat_function_tools
 from .dialect import BackendConfig, BearerDialect, without_none
 
 URL = "wss://api.openai.com/v1/realtime"
@@ -37,6 +38,7 @@ class OpenAIDialect(BearerDialect):
                     },
                     "output": without_none({"format": GA_PCM_FORMAT, "voice": config.voice}),
                 },
+                "tools": flat_function_tools(config.tools) or None,  # GA's flat function shape
             }
         )
         return {"type": ClientEvent.SESSION_UPDATE, "session": session}

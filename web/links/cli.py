@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..settings import Settings, secret_value
+from ..settings import Settings, secret_value, tools_problem
 from .model import DemoLink, LinkCreate, LinkUpdate
 from .personas import seed_built_in_links
 from .sharing import share
@@ -37,6 +37,20 @@ def token_ttl_s(text: str) -> float:
     return ttl
 
 
+def tools_json(text: str) -> list[Any]:
+    """`--tools`: a JSON list of tools (relay.tools), inline or `@FILE`."""
+    try:
+        if text.startswith("@"):
+            with open(text[1:], encoding="utf-8") as file:
+                text = file.read()
+        value = json.loads(text)
+    except (OSError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(f"--tools needs a JSON list or @FILE ({exc})") from None
+    if not isinstance(value, list):
+        raise argparse.ArgumentTypeError("--tools needs a JSON list of tools")
+    return value
+
+
 def add_commands(commands: Any) -> None:
     links = commands.add_parser("links", help="manage demo links")
     actions = links.add_subparsers(dest="action", required=True)
@@ -57,6 +71,9 @@ def add_commands(commands: Any) -> None:
         action.add_argument("--sessions-per-hour", type=int)
         action.add_argument("--origin", action="append", help="an origin allowed to embed it")
         action.add_argument("--private", action=argparse.BooleanOptionalAction, default=None)
+        action.add_argument(
+            "--tools", type=tools_json, help='JSON list like [{"kind": "web_search"}], or @FILE'
+        )
     actions.add_parser("list", help="list demo links")
     show = actions.add_parser("show", help="show a link, its share URL and embed snippet")
     show.add_argument("slug")
@@ -69,7 +86,7 @@ def add_commands(commands: Any) -> None:
 
 def _fields(args: argparse.Namespace, current: DemoLink | None) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    for name in ("title", "description", "backend", "model", "private"):
+    for name in ("title", "description", "backend", "model", "private", "tools"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
     persona = current.persona.model_dump() if current else {}
@@ -96,14 +113,14 @@ async def _run(args: argparse.Namespace, settings: Settings) -> list[dict[str, A
     await seed_built_in_links(store)
     base = settings.base_url()
     if args.action == "create":
-        links = [
-            await store.create(
-                LinkCreate.model_validate({"slug": args.slug, **_fields(args, None)})
-            )
-        ]
+        created = LinkCreate.model_validate({"slug": args.slug, **_fields(args, None)})
+        _check_tools(created, settings)
+        links = [await store.create(created)]
     elif args.action == "update":
         current = await store.get(args.slug)
-        links = [await store.update(args.slug, LinkUpdate.model_validate(_fields(args, current)))]
+        change = LinkUpdate.model_validate(_fields(args, current))
+        _check_tools(current.updated(change), settings)
+        links = [await store.update(args.slug, change)]
     elif args.action == "revoke":
         links = [await store.revoke(args.slug)]
     elif args.action == "show":
@@ -118,6 +135,17 @@ async def _run(args: argparse.Namespace, settings: Settings) -> list[dict[str, A
             token = signer.issue(link.slug, getattr(args, "token_ttl", 7 * 86400))
         out.append({"link": link.model_dump(mode="json"), **share(base, link, token).model_dump()})
     return out
+
+
+class ToolRefused(ValueError):
+    """The link declares tools this server cannot call."""
+
+
+def _check_tools(link: LinkCreate, settings: Settings) -> None:
+    backend = link.backend or settings.resolved_backend
+    problem = tools_problem(settings, link.tools, backend)
+    if problem is not None:
+        raise ToolRefused(problem)
 
 
 def _state(link: dict[str, Any]) -> str:
@@ -135,7 +163,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     except LinkNotFound:
         print(f"voice-relay: no demo link named {args.slug!r}", file=sys.stderr)  # noqa: T201
         return 1
-    except (LinkExists, ValidationError) as exc:
+    except (LinkExists, ValidationError, ToolRefused) as exc:
         print(f"voice-relay: {exc}", file=sys.stderr)  # noqa: T201
         return 1
     if args.json:

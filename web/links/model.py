@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from relay.tools import MAX_TOOLS, Tool, check_tools
 
 # Matched with fullmatch: `$` would let a trailing newline through into headers and paths.
 SLUG_PATTERN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,46}[a-z0-9])?")
@@ -17,11 +19,21 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# Backend knobs (docs/backends.md): sampling temperature, the longest answer in tokens, and
+# StepFun's VAD wake-up energy (0–5000; higher ignores more room noise).
+Temperature = Annotated[float, Field(ge=0, le=2, allow_inf_nan=False)]
+MaxOutputTokens = Annotated[int, Field(ge=1, le=4096)]
+EnergyThreshold = Annotated[int, Field(ge=0, le=5000)]
+
+
 class Persona(BaseModel):
     instructions: str = Field("", max_length=8000)
     voice: str | None = Field(None, max_length=100)
     greeting: str | None = Field(None, max_length=500)
     language: str = Field("en", pattern=r"^[a-z]{2}(-[A-Za-z]{2,4})?$")
+    temperature: Temperature | None = None
+    max_output_tokens: MaxOutputTokens | None = None
+    energy_awakeness_threshold: EnergyThreshold | None = None
 
 
 class Limits(BaseModel):
@@ -57,11 +69,18 @@ class LinkFields(BaseModel):
     limits: Limits = Limits()
     allowed_origins: list[str] = []
     private: bool = False
+    tools: list[Tool] = Field([], max_length=MAX_TOOLS)  # relay.tools; never seen by visitors
 
     @field_validator("allowed_origins")
     @classmethod
     def _check_origins(cls, origins: list[str]) -> list[str]:
         return check_origins(origins)
+
+    @field_validator("tools")
+    @classmethod
+    def _check_tools(cls, tools: list[Tool]) -> list[Tool]:
+        check_tools(tools)
+        return tools
 
 
 class LinkCreate(LinkFields):
@@ -92,6 +111,7 @@ class LinkUpdate(BaseModel):
     limits: Limits | None = None
     allowed_origins: list[str] | None = None
     private: bool | None = None
+    tools: list[Tool] | None = Field(None, max_length=MAX_TOOLS)
 
     @model_validator(mode="before")
     @classmethod
@@ -106,6 +126,13 @@ class LinkUpdate(BaseModel):
     @classmethod
     def _check_origins(cls, origins: list[str] | None) -> list[str] | None:
         return None if origins is None else check_origins(origins)
+
+    @field_validator("tools")
+    @classmethod
+    def _check_tools(cls, tools: list[Tool] | None) -> list[Tool] | None:
+        if tools is not None:
+            check_tools(tools)
+        return tools
 
 
 class DemoLink(LinkCreate):

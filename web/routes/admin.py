@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
+from ..backend import link_tools_problem
 from ..deps import LinksDep, SettingsDep, SignerDep, get_settings
 from ..errors import ApiError
 from ..links import DemoLink, LinkCreate, LinkExists, LinkNotFound, LinkUpdate
@@ -67,6 +68,13 @@ async def get_link(slug: str, links: LinksDep) -> DemoLink:
 LinkDep = Annotated[DemoLink, Depends(get_link)]
 
 
+def check_tools(link: LinkCreate | DemoLink, settings: Settings) -> None:
+    """Tools this server cannot call as declared are refused now, not at the first call."""
+    problem = link_tools_problem(settings, link.tools, link.backend)
+    if problem is not None:
+        raise ApiError(400, "tool_refused", problem)
+
+
 def out(link: DemoLink, settings: Settings) -> LinkOut:
     return LinkOut(link=link, share=share(settings.base_url(), link))
 
@@ -78,6 +86,7 @@ async def list_links(links: LinksDep, settings: SettingsDep) -> list[LinkOut]:
 
 @router.post("", status_code=201)
 async def create_link(body: LinkCreate, links: LinksDep, settings: SettingsDep) -> LinkOut:
+    check_tools(body, settings)
     try:
         return out(await links.create(body), settings)
     except LinkExists as exc:
@@ -93,6 +102,7 @@ async def show_link(link: LinkDep, settings: SettingsDep) -> LinkOut:
 async def update_link(
     link: LinkDep, body: LinkUpdate, links: LinksDep, settings: SettingsDep
 ) -> LinkOut:
+    check_tools(link.updated(body), settings)
     return out(await links.update(link.slug, body), settings)
 
 

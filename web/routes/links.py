@@ -104,7 +104,12 @@ async def link_page(visit: VisitDep) -> Response:
 async def embed_page(visit: VisitDep, lang: str | None = None) -> Response:
     def context(link: DemoLink) -> dict[str, Any]:
         config = link_config(visit.settings, link, visit.token)
-        config.update(compact=True, forceLanguage=lang if lang in ("en", "zh") else None)
+        # hostOrigins: where the iframe may send client tool calls and take their results from.
+        config.update(
+            compact=True,
+            forceLanguage=lang if lang in ("en", "zh") else None,
+            hostOrigins=link.allowed_origins,
+        )
         return {"title": link.title, "lang": link.persona.language, "link": link, "config": config}
 
     return visit.page("embed.html", context, embedded=True)
