@@ -37,6 +37,7 @@ class EndReason(StrEnum):
     BACKEND_ERROR = "backend_error"
     MAX_DURATION = "max_duration"
     SERVER_SHUTDOWN = "server_shutdown"
+    SERVER_DRAINING = "server_draining"  # a deploy: the page reconnects, to another instance
     INTERNAL_ERROR = "internal_error"
     BAD_OFFER = "bad_offer"  # negotiation failed: the page only sees the HTTP error
     CONNECT_TIMEOUT = "connect_timeout"  # the peer never connected (ICE + DTLS) in time

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Callable
+from typing import Protocol
 
 from aiortc import RTCSessionDescription
 
@@ -17,6 +18,16 @@ RETRY_AFTER_S = 5
 IDLE_TRIM_DELAY_S = 1.0  # after the last session ends, once its teardown has settled
 
 
+class SessionObserver(Protocol):
+    """Told of every session's start, turns and end (the web layer's metrics)."""
+
+    def on_started(self, session: Session, link: str | None) -> None: ...
+
+    def on_latency(self, session: Session, latency_ms: float) -> None: ...
+
+    def on_ended(self, session: Session, link: str | None) -> None: ...
+
+
 class SessionRegistry:
     """Owns every live Session; a session removes itself here when it ends, whatever the cause.
 
@@ -24,10 +35,12 @@ class SessionRegistry:
     sessions still negotiating or tearing down count against `max_sessions` too.
     """
 
-    def __init__(self, options: SessionOptions) -> None:
+    def __init__(self, options: SessionOptions, observer: SessionObserver | None = None) -> None:
         self.options = options
+        self._observer = observer
         self._sessions: dict[str, Session] = {}
         self._idle_trim: asyncio.TimerHandle | None = None
+        self._emptied = asyncio.Event()  # set whenever the last live session has gone
         self.idle_trims = 0
 
     def __len__(self) -> int:
@@ -50,10 +63,12 @@ class SessionRegistry:
         max_sessions: int | None = None,
         options: SessionOptions | None = None,
         on_closed: Callable[[Session], None] | None = None,
+        link: str | None = None,
     ) -> tuple[Session, RTCSessionDescription]:
         """Start a session from `offer`; raises AtCapacity when `max_sessions` are live already.
 
-        `options` replaces the registry's for this session; `on_closed` runs once it has ended.
+        `options` replaces the registry's for this session; `on_closed` runs once it has ended;
+        `link` (a demo link's slug) is for the observer.
         """
         # Check and insert with no await in between: concurrent offers cannot both take the
         # last place.
@@ -65,16 +80,28 @@ class SessionRegistry:
             )
         session_id = secrets.token_urlsafe(12)
 
+        observer = self._observer
+
         def closed(session: Session) -> None:
             self._forget(session)
+            if observer is not None:
+                observer.on_ended(session, link)
             if on_closed is not None:
                 on_closed(session)
 
         if self._idle_trim is not None:
             self._idle_trim.cancel()
             self._idle_trim = None
-        session = Session(session_id, backend, options or self.options, on_closed=closed)
+        session = Session(
+            session_id,
+            backend,
+            options or self.options,
+            on_closed=closed,
+            on_latency=observer.on_latency if observer is not None else None,
+        )
         self._sessions[session_id] = session
+        if observer is not None:
+            observer.on_started(session, link)
         answer = await session.answer(offer)
         return session, answer
 
@@ -84,9 +111,21 @@ class SessionRegistry:
     async def close_all(self, reason: str) -> None:
         await asyncio.gather(*(s.close(reason) for s in list(self._sessions.values())))
 
+    async def wait_empty(self, timeout_s: float) -> bool:
+        """True once no session is live, False if `timeout_s` passed first (a drain)."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                while self._sessions:
+                    self._emptied.clear()
+                    await self._emptied.wait()
+        except TimeoutError:
+            return False
+        return True
+
     def _forget(self, session: Session) -> None:
         self._sessions.pop(session.id, None)
         if not self._sessions:
+            self._emptied.set()
             loop = asyncio.get_running_loop()
             self._idle_trim = loop.call_later(IDLE_TRIM_DELAY_S, self._trim_when_idle)
 

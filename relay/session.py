@@ -67,12 +67,15 @@ class Session:
         backend: BackendConfig,
         options: SessionOptions,
         on_closed: Callable[[Session], None] | None = None,
+        on_latency: Callable[[Session, float], None] | None = None,
     ) -> None:
+        """`on_latency` hears each turn's latency (ms) as it is measured."""
         self.id = session_id
         self.backend = backend
         self.options = options
         self.reason: str | None = None
         self._on_closed = on_closed
+        self._on_latency = on_latency
         self._loop = asyncio.get_running_loop()
         self._started_at = self._loop.time()
         label = f"Session({session_id})"
@@ -242,7 +245,11 @@ class Session:
             self._apply(self._turns.wake(self._loop.time()))
 
     def _on_item_started(self, item_id: str | None) -> None:
+        measured = len(self.stats.latencies_ms)
         self._apply(self._turns.item_started(item_id, self._loop.time()))
+        if self._on_latency is not None:
+            for latency_ms in self.stats.latencies_ms[measured:]:
+                self._on_latency(self, latency_ms)
 
     def _on_drained(self) -> None:
         self._apply(self._turns.drained())
@@ -335,8 +342,8 @@ class Session:
                 self._on_closed(self)
             self._log_summary()
 
-    def _counters(self) -> dict[str, int]:
-        """What the media path counted, for the summary line."""
+    def counters(self) -> dict[str, int]:
+        """What the media path counted, for the summary line and the metrics."""
         counters = {
             "playout_late_frames": self.playout.late_frames,
             "playout_dropped_bytes": self.playout.dropped_bytes,
@@ -356,7 +363,7 @@ class Session:
 
     def _log_summary(self) -> None:
         latencies = self.stats.latencies_ms
-        counters = " ".join(f"{name}={value}" for name, value in self._counters().items())
+        counters = " ".join(f"{name}={value}" for name, value in self.counters().items())
         logger.info(
             "Session(%s) ended reason=%s backend=%s model=%s duration_s=%.1f turns=%d "
             "interruptions=%d latency_ms_median=%s %s",

@@ -44,6 +44,7 @@ const STRINGS = {
     "conv.speaking": "Speaking…",
     "conv.spoken": "Spoken message ({s} s)",
     "conv.reconnected": "Reconnected after the connection dropped.",
+    "conv.server_moved": "The server is being updated: moving the conversation to another one.",
     "conv.download_txt": "Download text",
     "conv.download_json": "Download JSON",
     "conv.txt": "Text",
@@ -124,6 +125,7 @@ const STRINGS = {
     "debug.rtt": "Round trip",
     "ended.max_duration": "The conversation reached its time limit. Start again to keep talking.",
     "ended.server_shutdown": "The server is restarting. Please start again in a moment.",
+    "ended.server_draining": "The server is being updated. Please start again in a moment.",
     "ended.dropped": "The connection was lost and could not be restored. Press Start to try again.",
   },
   zh: {
@@ -168,6 +170,7 @@ const STRINGS = {
     "conv.speaking": "正在说话…",
     "conv.spoken": "语音消息（{s} 秒）",
     "conv.reconnected": "连接中断后已重新连接。",
+    "conv.server_moved": "服务器正在更新：正在把对话转到另一台服务器。",
     "conv.download_txt": "下载文本",
     "conv.download_json": "下载 JSON",
     "conv.txt": "文本",
@@ -248,6 +251,7 @@ const STRINGS = {
     "debug.rtt": "往返时间",
     "ended.max_duration": "对话已达到时长上限。如需继续，请重新开始。",
     "ended.server_shutdown": "服务器正在重启，请稍后重新开始。",
+    "ended.server_draining": "服务器正在更新，请稍后重新开始。",
     "ended.dropped": "连接已中断且无法恢复。请点击开始重试。",
   },
 };

@@ -35,6 +35,7 @@ const WORDS = new Map([
   ["backend_not_configured", ["error.backend_not_configured", false]],
   ["rate_limited", ["error.busy", false]],
   ["at_capacity", ["error.busy", false]],
+  ["draining", ["error.unavailable", false]], // a deploy: this instance takes no new calls
   ["relay_error", ["error.unavailable", true]],
   // HTTP 502 and data channel `error` events (relay/session.py); the detail is the server's.
   ["backend_unavailable", ["error.backend_unavailable", true]],
@@ -48,6 +49,7 @@ const RETRY_KEYS = new Set(["error.busy", "error.unavailable"]);
 const ENDED_KEYS = new Map([
   ["max_duration", "ended.max_duration"],
   ["server_shutdown", "ended.server_shutdown"],
+  ["server_draining", "ended.server_draining"], // only when its reconnect failed
   ["network_blocked", "error.network_blocked"],
 ]);
 

@@ -25,6 +25,17 @@ const DISCONNECT_GRACE_MS = 4000;
 const STABLE_CONNECTION_MS = 30_000;
 // Server end reasons that are a normal end of the conversation, not a dropped connection.
 const FINAL_END_REASONS = new Set(["hangup", "max_duration"]);
+// The server drains for a deploy (relay/events.py EndReason): nothing is wrong with this
+// connection, so the reconnect (to another instance) uses up none of the page's reconnects.
+export const DRAIN_END_REASON = "server_draining";
+
+// What the page does when its conversation ends or drops for `reason`: "finish", "reconnect"
+// (using up one of `reconnectsLeft`) or "reconnect_free". `reconnects` 0 never reconnects.
+export function endAction(reason, { reconnects, reconnectsLeft }) {
+  if (FINAL_END_REASONS.has(reason) || reconnects <= 0) return "finish";
+  if (reason === DRAIN_END_REASON) return "reconnect_free";
+  return reconnectsLeft > 0 ? "reconnect" : "finish";
+}
 
 // getUserMedia's error names (DOMException) and our codes for them; others are `mic_error`.
 const MIC_ERRORS = new Map([
@@ -230,11 +241,12 @@ export class RelayClient extends EventTarget {
     if (this.#connectedAt !== null && performance.now() - this.#connectedAt > STABLE_CONNECTION_MS) {
       this.#reconnectsLeft = this.reconnects;
     }
-    if (this.#reconnectsLeft <= 0) {
+    const action = endAction(reason, { reconnects: this.reconnects, reconnectsLeft: this.#reconnectsLeft });
+    if (action === "finish") {
       this.#finish(reason);
       return;
     }
-    this.#reconnectsLeft -= 1;
+    if (action === "reconnect") this.#reconnectsLeft -= 1;
     this.#dropping = true;
     this.#emit("reconnecting", { reason });
     this.#teardown({ hangUp: true });

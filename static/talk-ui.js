@@ -10,7 +10,7 @@ import { Translator } from "./i18n.js";
 import { audioContext, LevelMeter } from "./levels.js";
 import { endedMessage, errorMessage } from "./messages.js";
 import { NetworkPanel } from "./network-panel.js";
-import { openMicrophone, RelayClient } from "./rtc-client.js";
+import { DRAIN_END_REASON, openMicrophone, RelayClient } from "./rtc-client.js";
 import { buildTalkView } from "./talk-view.js";
 import { toneCues } from "./tone.js";
 
@@ -207,7 +207,8 @@ export class TalkUI extends EventTarget {
     on("toolresult", (result) => this.log.tool(result));
     on("error", (event) => this.#showAlert(errorMessage(event)));
     on("track", ({ stream }) => this.#play(stream));
-    on("reconnecting", () => {
+    on("reconnecting", ({ reason }) => {
+      if (reason === DRAIN_END_REASON) this.log.note("conv.server_moved");
       this.outputMeter.detach();
       this.#setState("reconnecting");
     });

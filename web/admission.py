@@ -9,6 +9,8 @@ from .links import DemoLink, Lease, LinkSigner, LinkStore, RateLimited, SessionL
 from .links.access import LinkRefused, open_link, origin_allowed, origin_of
 from .settings import Settings
 
+DRAINING_RETRY_AFTER_S = 5  # by then a load balancer sends the retry to another instance
+
 
 def own_origins(request: Request, settings: Settings) -> set[str]:
     """The origins this server's own pages are served from."""
@@ -17,6 +19,17 @@ def own_origins(request: Request, settings: Settings) -> set[str]:
     if host:
         origins.add(f"{request.url.scheme}://{host}".lower())
     return origins
+
+
+def refuse_while_draining(request: Request) -> None:
+    """After SIGTERM (web/server.py) running calls go on, but no new one starts here."""
+    if getattr(request.app.state, "draining", False):
+        raise ApiError(
+            503,
+            "draining",
+            "this server is shutting down; please try again",
+            {"Retry-After": str(DRAINING_RETRY_AFTER_S)},
+        )
 
 
 async def check_access(

@@ -18,8 +18,10 @@ from .backend import backend_config, session_options
 from .errors import install_error_handlers
 from .links import LINKS_FILE, SessionLimiter, SqliteLinkStore, seed_built_in_links
 from .links.tokens import signer_for
+from .metrics import Metrics, lag_probe
+from .metrics import router as metrics_router
 from .middleware import BodyLimitMiddleware, SecurityHeadersMiddleware, TrustedHostMiddleware
-from .routes import admin, ice, links, pages, realtime, sessions
+from .routes import admin, health, ice, links, pages, realtime, sessions
 from .settings import Settings, secret_value
 from .templating import STATIC_DIR
 
@@ -34,7 +36,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.registry = SessionRegistry(session_options(settings, media=media))
+        app.state.registry = SessionRegistry(
+            session_options(settings, media=media), observer=app.state.metrics
+        )
         app.state.links = SqliteLinkStore(settings.data_dir / LINKS_FILE)
         await seed_built_in_links(app.state.links)
         app.state.signer = signer_for(secret_value(settings.secret_key), settings.data_dir)
@@ -46,19 +50,24 @@ def create_app(
             # Load the local model's weights now, not during the first visitor's first turn.
             await asyncio.to_thread(preload_model, backend.model)
         try:
-            yield
+            async with lag_probe(app.state.metrics):
+                yield
         finally:
             await app.state.registry.close_all("server_shutdown")
 
     app = FastAPI(title="voice-relay", lifespan=lifespan)
     app.state.settings = settings
+    app.state.metrics = Metrics(settings)  # per app: tests run several in one process
+    app.state.draining = False  # True after SIGTERM (web/server.py): no new sessions
     install_error_handlers(app)
     app.include_router(sessions.router)
+    app.include_router(health.router)
     app.include_router(ice.router)
     app.include_router(admin.router)
     app.include_router(realtime.router)
     app.include_router(pages.router)
     app.include_router(links.router)
+    app.include_router(metrics_router)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     install_middleware(app, settings)
     return app

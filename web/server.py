@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import socket
+from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
 
-from relay import SessionRegistry
+from relay import EndReason, SessionRegistry
 
 from .realtime_guard import UVICORN_OPTIONS
+
+logger = logging.getLogger(__name__)
 
 # What uvicorn itself can bound (docs/security.md): it has no timeout for a request that is still
 # arriving, so slow clients are a reverse proxy's job. These are defaults a caller may override.
@@ -28,18 +33,55 @@ SERVER_LIMITS: dict[str, object] = {
 
 
 class RelayServer(uvicorn.Server):
-    """Closes every session with reason `server_shutdown` before uvicorn drops its sockets.
+    """Drains on SIGTERM/SIGINT, and ends conversations before uvicorn drops its sockets.
 
-    Without this the local backend's sockets close first and sessions would end as if the
-    backend had failed.
+    The first signal marks the app draining (`/readyz` 503, new sessions refused) and lets
+    running conversations go on until none is left or `drain_s` has passed; the rest then end
+    with `server_draining`, which tells the page to reconnect (to another instance). A second
+    signal ends at once. Sessions end before the sockets close: otherwise the local backend's
+    sockets close first and sessions would end as if the backend had failed.
     """
 
     def __init__(self, app: FastAPI, **options: object) -> None:
         super().__init__(uvicorn.Config(app, **{**SERVER_LIMITS, **options}))  # type: ignore[arg-type]
         self._app = app
+        app.state.draining = False
+        self._drain: asyncio.Task[None] | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # A signal handler: no logging here (its lock may be held by the code interrupted).
+        if self._app.state.draining:
+            self.should_exit = self.force_exit = True
+        else:
+            # Not recorded in _captured_signals: a finished drain is a clean exit (status 0).
+            self._app.state.draining = True
+
+    async def on_tick(self, counter: int) -> bool:
+        if self._app.state.draining and self._drain is None:
+            self._drain = asyncio.create_task(self._drain_sessions())
+        return await super().on_tick(counter)
+
+    async def _drain_sessions(self) -> None:
+        registry = self._registry()
+        drain_s = getattr(self._app.state.settings, "drain_s", 0.0)
+        if registry is not None and len(registry):
+            logger.info("draining: %d conversations may go on for %.0f s", len(registry), drain_s)
+            await registry.wait_empty(drain_s)
+        self.should_exit = True
+
+    def _registry(self) -> SessionRegistry | None:
+        registry = getattr(self._app.state, "registry", None)
+        return registry if isinstance(registry, SessionRegistry) else None
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        registry = getattr(self._app.state, "registry", None)
-        if isinstance(registry, SessionRegistry):
-            await registry.close_all("server_shutdown")
+        registry = self._registry()
+        if self.force_exit:
+            logger.warning("second signal: ending every conversation now")
+        if registry is not None:
+            draining = self._app.state.draining
+            await registry.close_all(
+                EndReason.SERVER_DRAINING if draining else EndReason.SERVER_SHUTDOWN
+            )
+        if self._drain is not None:
+            self._drain.cancel()
         await super().shutdown(sockets)

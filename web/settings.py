@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     public_ip: Annotated[PublicAddresses, NoDecode] = PublicAddresses()  # advertised (1:1 NAT)
     max_session_s: float = Field(1800.0, gt=0)
     connect_timeout_s: float = Field(15.0, gt=0)  # an offer not connected by then ends
+    # After SIGTERM, running conversations go on this long before ending with `server_draining`.
+    drain_s: float = Field(300.0, ge=0)
     log_level: str = "info"
     data_dir: Path = Path("data")
     public_url: str | None = Field(None, pattern=r"^https?://[^/?#\s]+(/[^?#\s]*)?$")
@@ -91,6 +93,8 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
     # Bearer token for /v1/realtime; without one it is open only while listening on loopback.
     realtime_token: SecretStr | None = None
+    # Bearer token for /metrics; without one it answers only clients on loopback.
+    metrics_token: SecretStr | None = None
     secret_key: SecretStr | None = None
     sessions_per_ip_per_minute: int = Field(10, ge=1)
     max_sessions: int | None = Field(None, ge=1)  # default: resolved_max_sessions
@@ -132,6 +136,7 @@ class Settings(BaseSettings):
         "openai_api_key",
         "admin_token",
         "realtime_token",
+        "metrics_token",
         "turn_secret",
         "webhook_secret",
         mode="after",

@@ -8,10 +8,11 @@ from pydantic import BaseModel, ValidationError
 from relay import parse_offer
 from relay.errors import AtCapacity
 
-from ..admission import admit
+from ..admission import admit, refuse_while_draining
 from ..backend import backend_config, session_options
 from ..deps import LimiterDep, LinksDep, RegistryDep, SettingsDep, SignerDep
 from ..errors import ApiError
+from ..metrics import Metrics
 from .realtime import guard_of
 
 router = APIRouter(prefix="/api/sessions", tags=["sessions"])
@@ -71,6 +72,12 @@ async def create_session(
     signer: SignerDep,
     limiter: LimiterDep,
 ) -> Response:
+    metrics: Metrics = request.app.state.metrics
+    try:
+        refuse_while_draining(request)
+    except ApiError as refusal:
+        metrics.refused(refusal.code)
+        raise
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in (SDP_TYPE, JSON_TYPE):
         raise ApiError(
@@ -85,7 +92,11 @@ async def create_session(
         parsed = parse_json_offer(body)
         offer = parse_offer(parsed.sdp, parsed.type)
         slug, token = parsed.link, parsed.token
-    link, lease = await admit(request, settings, links, signer, limiter, slug, token)
+    try:
+        link, lease = await admit(request, settings, links, signer, limiter, slug, token)
+    except ApiError as refusal:
+        metrics.refused(refusal.code)
+        raise
     try:
         session, answer = await registry.create(
             offer,
@@ -94,8 +105,10 @@ async def create_session(
             max_sessions=settings.resolved_max_sessions - guard_of(request.app.state).outside,
             options=session_options(settings, link, registry.options.media),
             on_closed=lambda _: lease.release(),
+            link=link.slug if link is not None else None,
         )
     except AtCapacity:
+        metrics.refused("at_capacity")
         await lease.refund()  # a full server does not use up the caller's rate or the link's quota
         raise
     except BaseException:
