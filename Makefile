@@ -43,6 +43,7 @@ system-deps:
 	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v ip >/dev/null || missing="$$missing iproute2"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	if [ "$$(id -u)" = 0 ]; then \
 	  command -v turnserver >/dev/null || missing="$$missing coturn"; \
 	  command -v nft >/dev/null || missing="$$missing nftables"; \

@@ -83,6 +83,8 @@ const STRINGS = {
     "error.busy": "Too many conversations right now. Please try again in a moment.",
     "error.busy_retry": "Too many conversations right now. Please try again in {s} seconds.",
     "error.unavailable": "The service is temporarily unavailable. Please try again in a moment.",
+    "error.shared_state_unavailable":
+      "New conversations cannot start right now. Please try again in a minute.",
     "error.unavailable_retry": "The service is temporarily unavailable. Please try again in {s} seconds.",
     "error.backend_unavailable": "The voice model can't be reached right now. Please try again later.",
     "error.backend_error": "The voice model reported a problem.",
@@ -209,6 +211,7 @@ const STRINGS = {
     "error.busy": "当前对话人数过多，请稍后再试。",
     "error.busy_retry": "当前对话人数过多，请在 {s} 秒后重试。",
     "error.unavailable": "服务暂时不可用，请稍后再试。",
+    "error.shared_state_unavailable": "暂时无法开始新的对话，请一分钟后再试。",
     "error.unavailable_retry": "服务暂时不可用，请在 {s} 秒后重试。",
     "error.backend_unavailable": "暂时无法连接语音模型，请稍后再试。",
     "error.backend_error": "语音模型报告了一个问题。",

@@ -36,6 +36,7 @@ const WORDS = new Map([
   ["rate_limited", ["error.busy", false]],
   ["at_capacity", ["error.busy", false]],
   ["draining", ["error.unavailable", false]], // a deploy: this instance takes no new calls
+  ["shared_state_unavailable", ["error.shared_state_unavailable", false]], // Redis lost
   ["relay_error", ["error.unavailable", true]],
   // HTTP 502 and data channel `error` events (relay/session.py); the detail is the server's.
   ["backend_unavailable", ["error.backend_unavailable", true]],

@@ -3,13 +3,36 @@
 from __future__ import annotations
 
 from fastapi import Request
+from fastapi.responses import JSONResponse
 
-from .errors import ApiError
+from .errors import ApiError, error_response
 from .links import DemoLink, Lease, LinkSigner, LinkStore, RateLimited, SessionLimiter
 from .links.access import LinkRefused, open_link, origin_allowed, origin_of
+from .links.redis_store import RedisError
 from .settings import Settings
 
 DRAINING_RETRY_AFTER_S = 5  # by then a load balancer sends the retry to another instance
+SHARED_STATE_RETRY_AFTER_S = 10
+SHARED_STATE_MESSAGE = (
+    "the shared state (Redis) this server counts its limits in is unreachable; "
+    "no new conversation starts until it is back"
+)
+
+
+def shared_state_refusal() -> ApiError:
+    """Quotas that cannot be counted refuse, never let a session in uncounted."""
+    return ApiError(
+        503,
+        "shared_state_unavailable",
+        SHARED_STATE_MESSAGE,
+        {"Retry-After": str(SHARED_STATE_RETRY_AFTER_S)},
+    )
+
+
+async def shared_state_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """Any route that reaches a lost Redis (links, admin API) answers 503, not 500."""
+    refusal = shared_state_refusal()
+    return error_response(refusal.status, refusal.code, refusal.message, refusal.headers)
 
 
 def own_origins(request: Request, settings: Settings) -> set[str]:
@@ -67,6 +90,21 @@ async def admit(
     token: str | None,
 ) -> tuple[DemoLink | None, Lease]:
     """Checks one session request; the lease must be released when the session ends."""
+    try:
+        return await _admit(request, settings, store, signer, limiter, slug, token)
+    except RedisError:
+        raise shared_state_refusal() from None
+
+
+async def _admit(
+    request: Request,
+    settings: Settings,
+    store: LinkStore,
+    signer: LinkSigner,
+    limiter: SessionLimiter,
+    slug: str | None,
+    token: str | None,
+) -> tuple[DemoLink | None, Lease]:
     link = await check_access(request, settings, store, signer, slug, token)
     backend = link.backend if link is not None and link.backend else settings.resolved_backend
     if backend != "local" and settings.key_for(backend) is None and not settings.backend_url:

@@ -14,9 +14,11 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from localmodel.models import preload_model
 from relay import MediaOptions, SessionRegistry
 
+from .admission import shared_state_unavailable
 from .backend import backend_config, session_options
 from .errors import install_error_handlers
-from .links import LINKS_FILE, SessionLimiter, SqliteLinkStore, seed_built_in_links
+from .links import SessionLimiter, seed_built_in_links
+from .links.redis_store import RedisError, shared_state
 from .links.tokens import signer_for
 from .metrics import Metrics, lag_probe
 from .metrics import router as metrics_router
@@ -39,27 +41,35 @@ def create_app(
         app.state.registry = SessionRegistry(
             session_options(settings, media=media), observer=app.state.metrics
         )
-        app.state.links = SqliteLinkStore(settings.data_dir / LINKS_FILE)
-        await seed_built_in_links(app.state.links)
-        app.state.signer = signer_for(secret_value(settings.secret_key), settings.data_dir)
-        app.state.limiter = SessionLimiter(settings.sessions_per_ip_per_minute)
-        app.state.ice_rate = ice.ice_rate()
-        backend = backend_config(settings)
-        logger.info("voice-relay backend=%s model=%s", backend.dialect, backend.model)
-        if backend.dialect == "local" and not settings.backend_url:
-            # Load the local model's weights now, not during the first visitor's first turn.
-            await asyncio.to_thread(preload_model, backend.model)
-        try:
-            async with lag_probe(app.state.metrics):
-                yield
-        finally:
-            await app.state.registry.close_all("server_shutdown")
+        async with shared_state(settings) as state:
+            app.state.links = state.links
+            try:
+                await seed_built_in_links(app.state.links)
+            except RedisError as exc:
+                # Another instance or a later start seeds them; sessions get 503 until Redis is up.
+                logger.warning("shared state (Redis) unreachable at start: %s", exc)
+            app.state.signer = signer_for(secret_value(settings.secret_key), settings.data_dir)
+            app.state.limiter = SessionLimiter(
+                settings.sessions_per_ip_per_minute, state.rate_storage
+            )
+            app.state.ice_rate = ice.ice_rate()
+            backend = backend_config(settings)
+            logger.info("voice-relay backend=%s model=%s", backend.dialect, backend.model)
+            if backend.dialect == "local" and not settings.backend_url:
+                # Load the local model's weights now, not during the first visitor's first turn.
+                await asyncio.to_thread(preload_model, backend.model)
+            try:
+                async with lag_probe(app.state.metrics):
+                    yield
+            finally:
+                await app.state.registry.close_all("server_shutdown")
 
     app = FastAPI(title="voice-relay", lifespan=lifespan)
     app.state.settings = settings
     app.state.metrics = Metrics(settings)  # per app: tests run several in one process
     app.state.draining = False  # True after SIGTERM (web/server.py): no new sessions
     install_error_handlers(app)
+    app.add_exception_handler(RedisError, shared_state_unavailable)
     app.include_router(sessions.router)
     app.include_router(health.router)
     app.include_router(ice.router)

@@ -97,6 +97,8 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = None
     secret_key: SecretStr | None = None
     sessions_per_ip_per_minute: int = Field(10, ge=1)
+    # redis:// or rediss:// (may hold a password): links and limits shared by every instance.
+    redis_url: SecretStr | None = None
     max_sessions: int | None = Field(None, ge=1)  # default: resolved_max_sessions
     # What the relay presents to this process's own /v1/realtime: its sessions are counted
     # already, so the endpoint must know them from outside clients. Never leaves the process.
@@ -130,6 +132,15 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_public_ip(cls, value: object) -> object:
         return PublicAddresses.parse(value) if isinstance(value, str) else value
+
+    @field_validator("redis_url", mode="after")
+    @classmethod
+    def _check_redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if not value.get_secret_value().startswith(("redis://", "rediss://")):
+            raise ValueError("VOICE_RELAY_REDIS_URL must start with redis:// or rediss://")
+        return value
 
     @field_validator(
         "stepfun_api_key",

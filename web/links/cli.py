@@ -15,8 +15,9 @@ from pydantic import ValidationError
 from ..settings import Settings, secret_value, tools_problem
 from .model import DemoLink, LinkCreate, LinkUpdate
 from .personas import seed_built_in_links
+from .redis_store import RedisError, shared_state
 from .sharing import share
-from .store import LINKS_FILE, LinkExists, LinkNotFound, SqliteLinkStore
+from .store import LinkExists, LinkNotFound, LinkStore
 from .tokens import MAX_TTL_S, signer_for
 
 DURATION = re.compile(r"^(\d+)([smhdw])$")
@@ -109,7 +110,14 @@ def _fields(args: argparse.Namespace, current: DemoLink | None) -> dict[str, Any
 
 
 async def _run(args: argparse.Namespace, settings: Settings) -> list[dict[str, Any]]:
-    store = SqliteLinkStore(settings.data_dir / LINKS_FILE)
+    # The server's store: Redis with VOICE_RELAY_REDIS_URL, else SQLite in the data directory.
+    async with shared_state(settings) as state:
+        return await _act(args, settings, state.links)
+
+
+async def _act(
+    args: argparse.Namespace, settings: Settings, store: LinkStore
+) -> list[dict[str, Any]]:
     await seed_built_in_links(store)
     base = settings.base_url()
     if args.action == "create":
@@ -165,6 +173,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     except (LinkExists, ValidationError, ToolRefused) as exc:
         print(f"voice-relay: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
+    except RedisError as exc:
+        print(f"voice-relay: Redis (VOICE_RELAY_REDIS_URL) unreachable: {exc}", file=sys.stderr)  # noqa: T201
         return 1
     if args.json:
         print(json.dumps(results if args.action == "list" else results[0], indent=2))  # noqa: T201

@@ -1,8 +1,8 @@
 """Per-link concurrency and hourly quotas, and a per-IP session rate limit.
 
 The per-IP rate and the hourly quota are moving windows kept in a `limits` storage: in memory by
-default, so each relay process counts its own share; a shared storage (its Redis one) would make
-several processes count together. Concurrency is counted here, in the process that runs the
+default, so each relay process counts its own share; with `VOICE_RELAY_REDIS_URL` its Redis one,
+so all instances count together. Concurrency is counted here, in the process that runs the
 sessions.
 """
 
@@ -12,7 +12,8 @@ import math
 import time
 from dataclasses import dataclass
 
-from limits.aio.storage import MemoryStorage, MovingWindowSupport
+from limits.aio.storage import MemoryStorage, MovingWindowSupport, RedisStorage
+from redis.asyncio import Redis
 
 from .model import DemoLink
 
@@ -22,6 +23,14 @@ CONCURRENCY_RETRY_S = 30
 KEY_PREFIX = "voice-relay"
 # Refunds are entries too; a window never holds more than this many of them.
 MAX_REFUNDS = 1_000_000
+
+
+def redis_rate_storage(url: str, client: Redis) -> RedisStorage:
+    """`limits`' Redis storage on `client`'s connections (redis-py, not its default coredis).
+
+    Its errors are redis-py's `RedisError`, left unwrapped: admission refuses on them."""
+    pool = client.connection_pool  # handed on to redis.asyncio.Redis, whatever limits' hint says
+    return RedisStorage(f"async+{url}", implementation="redispy", connection_pool=pool)  # type: ignore[arg-type]
 
 
 class RateLimited(Exception):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ValidationError
 
@@ -12,6 +14,7 @@ from ..admission import admit, refuse_while_draining
 from ..backend import backend_config, session_options
 from ..deps import LimiterDep, LinksDep, RegistryDep, SettingsDep, SignerDep
 from ..errors import ApiError
+from ..links.redis_store import RedisError
 from ..metrics import Metrics
 from .realtime import guard_of
 
@@ -109,7 +112,10 @@ async def create_session(
         )
     except AtCapacity:
         metrics.refused("at_capacity")
-        await lease.refund()  # a full server does not use up the caller's rate or the link's quota
+        # A full server does not use up the caller's rate or the link's quota; a lost Redis
+        # keeps them counted, and the caller still hears at_capacity.
+        with contextlib.suppress(RedisError):
+            await lease.refund()
         raise
     except BaseException:
         lease.release()
