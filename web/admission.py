@@ -91,29 +91,17 @@ async def admit(
 ) -> tuple[DemoLink | None, Lease]:
     """Checks one session request; the lease must be released when the session ends."""
     try:
-        return await _admit(request, settings, store, signer, limiter, slug, token)
-    except RedisError:
+        link = await check_access(request, settings, store, signer, slug, token)
+        backend = link.backend if link is not None and link.backend else settings.resolved_backend
+        if backend != "local" and settings.key_for(backend) is None and not settings.backend_url:
+            raise ApiError(503, "backend_not_configured", f"this server has no key for {backend}")
+        client_ip = request.client.host if request.client else "unknown"
+        try:
+            lease = await limiter.acquire(link, client_ip)
+        except RateLimited as exc:
+            raise ApiError(
+                429, "rate_limited", str(exc), {"Retry-After": str(exc.retry_after_s)}
+            ) from None
+        return link, lease
+    except RedisError:  # shared state unreachable: never admit a session uncounted
         raise shared_state_refusal() from None
-
-
-async def _admit(
-    request: Request,
-    settings: Settings,
-    store: LinkStore,
-    signer: LinkSigner,
-    limiter: SessionLimiter,
-    slug: str | None,
-    token: str | None,
-) -> tuple[DemoLink | None, Lease]:
-    link = await check_access(request, settings, store, signer, slug, token)
-    backend = link.backend if link is not None and link.backend else settings.resolved_backend
-    if backend != "local" and settings.key_for(backend) is None and not settings.backend_url:
-        raise ApiError(503, "backend_not_configured", f"this server has no key for {backend}")
-    client_ip = request.client.host if request.client else "unknown"
-    try:
-        lease = await limiter.acquire(link, client_ip)
-    except RateLimited as exc:
-        raise ApiError(
-            429, "rate_limited", str(exc), {"Retry-After": str(exc.retry_after_s)}
-        ) from None
-    return link, lease
