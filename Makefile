@@ -6,14 +6,15 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 # Root can make a network namespace directly; other users map themselves to root in a user namespace.
 NETNS  := $(if $(filter 0,$(shell id -u)),unshare -n,unshare -rn)
-SYSTEM_PACKAGES := espeak-ng chromium iproute2
+# llama-cpp-python (the offline assistant's language model) builds from source: a compiler and cmake.
+BUILD_COMMANDS := g++:g++ make:make cmake:cmake
 
-.PHONY: run test lint bench system-deps clean
+.PHONY: run test lint bench build-deps system-deps clean
 
 run: $(VENV)/.installed-run
 	$(BIN)/voice-relay serve
 
-test: $(VENV)/.installed-dev system-deps
+test: system-deps $(VENV)/.installed-dev
 	$(NETNS) sh -c 'ip link set lo up && exec $(BIN)/pytest $(PYTEST_ARGS)'
 
 # The relay benchmark re-runs itself in a loopback-only namespace (docs/performance.md).
@@ -28,19 +29,32 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(VENV)/.installed-run: pyproject.toml $(VENV)/bin/python
-	$(BIN)/pip install -q -e ".[assistant]"
+$(VENV)/.installed-run: pyproject.toml | $(VENV)/bin/python build-deps
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/pip install -q -e ".[assistant]"
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml $(VENV)/bin/python
-	$(BIN)/pip install -q -e ".[dev]"
+$(VENV)/.installed-dev: pyproject.toml | $(VENV)/bin/python build-deps
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/pip install -q -e ".[dev]"
 	touch $@ $(VENV)/.installed-run
 
-# Tests need espeak-ng (test speech), Chromium (browser tests) and iproute2 (loopback namespace);
+build-deps:
+	@missing=""; \
+	for pair in $(BUILD_COMMANDS); do \
+	  command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q build-essential cmake; \
+	  else echo "please install: build-essential cmake (apt-get install build-essential cmake)"; exit 1; fi; \
+	fi
+
+# Tests need espeak-ng and flite (test speech), Chromium (browser tests), iproute2 (loopback
+# namespace), redis-server and nginx (shared state and the load balancer in front of instances);
 # as root also coturn, nftables and certutil (tests/test_connectivity.py's network; it skips otherwise).
 system-deps:
 	@missing=""; \
 	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
+	command -v flite >/dev/null || missing="$$missing flite"; \
+	command -v nginx >/dev/null || missing="$$missing nginx"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v ip >/dev/null || missing="$$missing iproute2"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
