@@ -109,7 +109,9 @@ async def start_fleet(
         if any(t.server == "relay" for t in targets):
             port = free_port()
             cmd = [python, "-m", "web.cli", "backend", "--port", str(port)]
-            process = await spawn(pinned(cmd, backend_cpu), child_env())
+            # The relays' connections are outside clients here: measure past its limit too.
+            env = child_env(VOICE_RELAY_MAX_SESSIONS="100000")
+            process = await spawn(pinned(cmd, backend_cpu), env)
             url = f"ws://{LOOPBACK}:{port}/v1/realtime"
             fleet.backend = Server("backend", "backend", process, url)
             await wait_listening(fleet.backend, port)
@@ -127,7 +129,8 @@ async def start_fleet(
                     VOICE_RELAY_MAX_SESSIONS="100000",
                     VOICE_RELAY_SESSIONS_PER_IP_PER_MINUTE="100000",
                     VOICE_RELAY_DATA_DIR=str(data_dir),
-                    **relay_env,
+                    # --relay-env may set the workers too (then the server stays pinned).
+                    **{"VOICE_RELAY_WORKERS": str(target.workers), **relay_env},
                 )
                 serve = ["web.cli", "serve"]
                 if target.variant:
@@ -138,7 +141,9 @@ async def start_fleet(
                 cmd = [python, "-m", "benchmarks.echo_server", "--port", str(port)]
                 if target.variant == "stock":
                     cmd.append("--stock-audio-level")
-            process = await spawn(pinned(cmd, server_cpu), env, cwd=root)
+            # Media workers spread over every core; one process stays on the server's core.
+            cpu = server_cpu if target.workers == 1 else None
+            process = await spawn(pinned(cmd, cpu), env, cwd=root)
             server = Server(target.name, target.server, process, f"http://{LOOPBACK}:{port}")
             fleet.servers[target.name] = server
             await wait_listening(server, port)

@@ -33,12 +33,41 @@ def sample(pid: int) -> ProcSample:
     return ProcSample(time.monotonic(), cpu_s, rss_pages * PAGE_BYTES, open_files)
 
 
-def sample_all(pids: dict[str, int]) -> dict[str, ProcSample]:
-    """Samples of the processes still running, by name."""
+def descendants(pid: int) -> list[int]:
+    """The children of `pid`, theirs, and so on (a server's media workers)."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            with open(f"/proc/{parent}/task/{parent}/children") as f:
+                children = [int(child) for child in f.read().split()]
+        except OSError:
+            continue
+        found += children
+        todo += children
+    return found
+
+
+def sample_tree(pid: int) -> ProcSample:
+    """`pid` and its descendants as one: CPU, memory and files added up."""
+    own = sample(pid)
+    cpu_s, rss, files = own.cpu_s, own.rss_bytes, own.open_files
+    for child in descendants(pid):
+        try:
+            part = sample(child)
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # exited meanwhile
+        cpu_s, rss, files = cpu_s + part.cpu_s, rss + part.rss_bytes, files + part.open_files
+    return ProcSample(own.t, cpu_s, rss, files)
+
+
+def sample_all(pids: dict[str, int], trees: frozenset[str] = frozenset()) -> dict[str, ProcSample]:
+    """Samples of the processes still running, by name; those in `trees` with their children."""
     samples = {}
     for name, pid in pids.items():
         try:
-            samples[name] = sample(pid)
+            samples[name] = sample_tree(pid) if name in trees else sample(pid)
         except (FileNotFoundError, ProcessLookupError):
             pass
     return samples

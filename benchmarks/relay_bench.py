@@ -2,10 +2,13 @@
 
     python -m benchmarks.relay_bench            # N = 1, 10, 20, 30, 40; ~15 s per N and server
     python -m benchmarks.relay_bench --quick    # N = 1, 3; a few seconds each (smoke test)
+    python -m benchmarks.relay_bench --scenario workers   # 1 worker (one core) against 2
 
 Runs itself inside a loopback-only network namespace (`unshare -n`), pins the servers to core 0
 and the load clients and the `voice-relay backend` process to core 1 (`taskset`), and for each N
-and server reports setup times, marker latency, audio continuity, CPU and memory. Prints a table
+and server reports setup times, marker latency, audio continuity, CPU and memory (a server's
+with its media worker processes, VOICE_RELAY_WORKERS; a target with 2 workers is left unpinned so
+that they spread over both cores). Prints a table
 and writes JSON to benchmarks/results/. See docs/performance.md.
 """
 
@@ -119,10 +122,10 @@ async def run_phase(
         for client in clients:
             if not (await read_json(client, READY_TIMEOUT_S)).get("ready"):
                 raise RuntimeError("a load client failed to start")
-        idle = procstat.sample(server.pid)
+        idle = procstat.sample_tree(server.pid)
         await asyncio.sleep(0.5)
-        idle_cpu = procstat.cpu_percent(idle, procstat.sample(server.pid))
-        before = procstat.sample(server.pid)
+        idle_cpu = procstat.cpu_percent(idle, procstat.sample_tree(server.pid))
+        before = procstat.sample_tree(server.pid)
         t0 = time.monotonic() + 0.2
         for client in clients:
             assert client.stdin is not None
@@ -130,14 +133,16 @@ async def run_phase(
             await client.stdin.drain()
         await asyncio.sleep(max(0.0, t0 + window[0] - time.monotonic()))
         fleet.check_alive()
-        first = procstat.sample_all(ours)
+        first = procstat.sample_all(ours, trees=frozenset({target.name}))
+        front_first = procstat.sample(server.pid)  # without its media workers, if any
         busy_first, pressure_first = procstat.machine_busy_s(), procstat.cpu_pressure_us()
         profiler = None
         if opts.profile is not None and not warmup:
             out = opts.profile / f"{target.name}-n{n}.txt"
             profiler = await start_profiler(out, server.pid, window[1] - window[0], opts.client_cpu)
         await asyncio.sleep(max(0.0, t0 + window[1] - time.monotonic()))
-        last = procstat.sample_all(ours)
+        last = procstat.sample_all(ours, trees=frozenset({target.name}))
+        front_last = procstat.sample(server.pid)
         fleet.check_alive()
         busy, pressure = procstat.machine_busy_s(), procstat.cpu_pressure_us()
         if profiler is not None:
@@ -150,7 +155,7 @@ async def run_phase(
                 client.kill()
                 await client.wait()
     await asyncio.sleep(opts.rest_s)
-    after = procstat.sample(server.pid)
+    after = procstat.sample_tree(server.pid)
 
     elapsed = last["bench"].t - first["bench"].t
     alive = [k for k in ours if k in first and k in last]  # a load client may have crashed
@@ -160,6 +165,8 @@ async def run_phase(
     measures: dict[str, Any] = {
         "server_idle_cpu_pct": round(idle_cpu, 2),
         "server_cpu_pct": round(cpu[target.name], 2),
+        # The server's own process: with media workers the front (signalling, no media).
+        "server_front_cpu_pct": round(procstat.cpu_percent(front_first, front_last), 2),
         "server_rss_mb": {
             "before": round(before.rss_bytes / 2**20, 1),
             "during": round(last[target.name].rss_bytes / 2**20, 1),

@@ -80,6 +80,7 @@ def summarize_phase(
             "server_pct": m["server_cpu_pct"],
             "server_idle_pct": m["server_idle_cpu_pct"],
             "server_pct_per_session": round(m["server_cpu_pct"] / n, 3),
+            "server_front_pct": m.get("server_front_cpu_pct"),
             "client_pct": m["client_cpu_pct"],
             "client_pct_max_proc": m["client_cpu_pct_max_proc"],
             "client_procs": m["client_procs"],

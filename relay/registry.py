@@ -64,11 +64,13 @@ class SessionRegistry:
         options: SessionOptions | None = None,
         on_closed: Callable[[Session], None] | None = None,
         link: str | None = None,
+        session_id: str | None = None,
     ) -> tuple[Session, RTCSessionDescription]:
         """Start a session from `offer`; raises AtCapacity when `max_sessions` are live already.
 
         `options` replaces the registry's for this session; `on_closed` runs once it has ended;
-        `link` (a demo link's slug) is for the observer.
+        `link` (a demo link's slug) is for the observer; `session_id` is one chosen by the
+        caller (a process that places sessions on workers), else a new random one.
         """
         # Check and insert with no await in between: concurrent offers cannot both take the
         # last place.
@@ -78,7 +80,9 @@ class SessionRegistry:
                 f"conversations, its limit. Please try again in a few seconds.",
                 retry_after_s=RETRY_AFTER_S,
             )
-        session_id = secrets.token_urlsafe(12)
+        session_id = session_id or secrets.token_urlsafe(12)
+        if session_id in self._sessions:
+            raise ValueError(f"session id {session_id!r} is taken")
 
         observer = self._observer
 

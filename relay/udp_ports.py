@@ -41,6 +41,18 @@ class PortRange:
     def __len__(self) -> int:
         return self.last - self.first + 1
 
+    def split(self, parts: int) -> list[PortRange]:
+        """`parts` consecutive ranges as even as can be, one per process sharing this one."""
+        if not 1 <= parts <= len(self):
+            raise ValueError(f"the UDP port range {self} cannot be split into {parts} ranges")
+        size, extra = divmod(len(self), parts)
+        ranges, first = [], self.first
+        for index in range(parts):
+            last = first + size - 1 + (1 if index < extra else 0)
+            ranges.append(PortRange(first, last))
+            first = last + 1
+        return ranges
+
     def __str__(self) -> str:
         return f"{self.first}-{self.last}"
 

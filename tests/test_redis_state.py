@@ -6,9 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -18,8 +15,9 @@ import pytest
 
 from web.cli import main
 
+from .cluster import ADMIN, ADMIN_TOKEN, SECRET_KEY, RedisServer
 from .conftest import LiveServer, live_app, wait_until
-from .media import LOOPBACK, ClientPeer
+from .media import ClientPeer
 
 pytestmark = [
     pytest.mark.integration,
@@ -28,49 +26,6 @@ pytestmark = [
         reason="redis-server is not installed (Debian package redis-server)",
     ),
 ]
-
-ADMIN_TOKEN = "admin-token-0123456789"
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-
-
-class RedisServer:
-    """redis-server on a free port of 127.0.0.1, without persistence."""
-
-    def __init__(self) -> None:
-        with socket.socket() as probe:
-            probe.bind((LOOPBACK, 0))
-            self.port = probe.getsockname()[1]
-        self.url = f"redis://{LOOPBACK}:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--bind",
-                LOOPBACK,
-                "--port",
-                str(self.port),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],  # fmt: skip
-            stdout=subprocess.DEVNULL,
-        )
-        for _ in range(200):
-            with socket.socket() as probe:
-                if probe.connect_ex((LOOPBACK, self.port)) == 0:
-                    return
-            if self.process.poll() is not None:
-                raise RuntimeError("redis-server exited at start")
-            time.sleep(0.02)
-        raise RuntimeError("redis-server did not listen")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
 
 
 @pytest.fixture
@@ -87,7 +42,7 @@ async def two_instances(stack: AsyncExitStack, url: str, **overrides: Any) -> li
     """Two relays, each with its own data directory, sharing only Redis."""
     return [
         await stack.enter_async_context(
-            live_app(redis_url=url, admin_token=ADMIN_TOKEN, **overrides)
+            live_app(redis_url=url, admin_token=ADMIN_TOKEN, secret_key=SECRET_KEY, **overrides)
         )
         for _ in range(2)
     ]
@@ -129,6 +84,7 @@ def redis_env(
 ) -> RedisServer:
     # The CLI reads its settings from the environment, like a deployment would.
     monkeypatch.setenv("VOICE_RELAY_REDIS_URL", redis_server.url)
+    monkeypatch.setenv("VOICE_RELAY_SECRET_KEY", SECRET_KEY)
     monkeypatch.setenv("VOICE_RELAY_DATA_DIR", str(tmp_path / "cli"))
     return redis_server
 
@@ -191,7 +147,7 @@ async def test_hourly_quota_and_address_rate_are_counted_once(redis_server: Redi
 async def test_a_lost_redis_refuses_new_sessions_and_spares_running_ones(
     redis_server: RedisServer,
 ) -> None:
-    async with live_app(redis_url=redis_server.url) as live:
+    async with live_app(redis_url=redis_server.url, secret_key=SECRET_KEY) as live:
         client = ClientPeer()
         async with live.http() as http:
             running = await client.connect(http)

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 
 from .app import create_app
+from .cluster import cli as sessions_cli
 from .links import cli as links_cli
 from .realtime_guard import on_loopback
 from .routes import realtime
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     backend.add_argument("--host", default=BACKEND_HOST, help=f"default {BACKEND_HOST}")
     backend.add_argument("--port", type=int, default=BACKEND_PORT, help=f"default {BACKEND_PORT}")
     links_cli.add_commands(commands)
+    sessions_cli.add_commands(commands)
     args = parser.parse_args(argv)
 
     given = (("host", getattr(args, "host", None)), ("port", getattr(args, "port", None)))
@@ -53,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "links":
         return links_cli.run(args, settings)
+    if args.command == "sessions":
+        return sessions_cli.run(args, settings)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
@@ -66,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         app = create_backend_app(settings)
     else:
-        app = create_app(settings)
+        app = create_app(settings, workers=settings.resolved_workers)
     RelayServer(app, host=settings.host, port=settings.port, log_level=log_level).run()
     return 0
 

@@ -11,7 +11,7 @@ import contextlib
 import hmac
 import ipaddress
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import (
@@ -24,6 +24,8 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from relay import Session
 from relay.events import EndReason
@@ -37,6 +39,8 @@ SESSION_LABELS = ("backend", "model", "link")
 LATENCY_BUCKETS_S = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0, 10.0)
 LAG_BUCKETS_S = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 LAG_PROBE_INTERVAL_S = 0.5
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 
 
 class Metrics:
@@ -98,32 +102,64 @@ class Metrics:
             f"{NS}_workers", "Worker processes serving sessions", ["worker", "pid"], registry=r
         )
         self.workers.labels(worker="0", pid=str(os.getpid())).set(1)
+        self.worker_sessions = Gauge(
+            f"{NS}_worker_sessions",
+            "Live sessions placed on each media worker process (VOICE_RELAY_WORKERS > 1)",
+            ["worker"],
+            registry=r,
+        )
+
+    # -- media worker processes (web/workers/) ---------------------------------------------
+
+    def watch_workers(self, pids: Callable[[], dict[int, int]]) -> None:
+        """The workers replace this process in `voice_relay_workers`; their CPU and memory
+        are read from /proc at each scrape. `pids`: the live workers' pids by index."""
+        self.workers.clear()
+        self.registry.register(WorkerProcessCollector(pids))
+
+    def worker_up(self, index: int, pid: int) -> None:
+        self.workers.labels(worker=str(index), pid=str(pid)).set(1)
+        self.worker_sessions.labels(worker=str(index)).set(0)
+
+    def worker_down(self, index: int, pid: int) -> None:
+        with contextlib.suppress(KeyError):
+            self.workers.remove(str(index), str(pid))
 
     # -- the registry's observer -----------------------------------------------------------
 
     def on_started(self, session: Session, link: str | None) -> None:
-        labels = _session_labels(session, link)
+        self.session_started(session.backend.dialect, session.backend.model, link)
+
+    def on_latency(self, session: Session, latency_ms: float) -> None:
+        self.turn_latency(session.backend.dialect, session.backend.model, latency_ms)
+
+    def on_ended(self, session: Session, link: str | None) -> None:
+        reason = session.reason or EndReason.INTERNAL_ERROR
+        backend = session.backend
+        self.session_ended(backend.dialect, backend.model, link, reason, session.counters())
+
+    # -- the same, from the facts alone (sessions running in a worker process) -------------
+
+    def session_started(self, backend: str, model: str, link: str | None) -> None:
+        labels = (backend, model, link or "")
         self.started.labels(*labels).inc()
         self.active.labels(*labels).inc()
 
-    def on_latency(self, session: Session, latency_ms: float) -> None:
-        self.latency.labels(session.backend.dialect, session.backend.model).observe(
-            latency_ms / 1000
-        )
+    def turn_latency(self, backend: str, model: str, latency_ms: float) -> None:
+        self.latency.labels(backend, model).observe(latency_ms / 1000)
 
-    def on_ended(self, session: Session, link: str | None) -> None:
-        self.active.labels(*_session_labels(session, link)).dec()
-        reason = session.reason or EndReason.INTERNAL_ERROR
+    def session_ended(
+        self, backend: str, model: str, link: str | None, reason: str, counters: dict[str, int]
+    ) -> None:
+        self.active.labels(backend, model, link or "").dec()
         self.ended.labels(reason).inc()
-        backend = session.backend.dialect
         if reason == EndReason.BACKEND_ERROR:
             self.backend_errors.labels(backend).inc()
-        counters = session.counters()
         lost = counters.get("uplink_lost_packets", 0)
         self.uplink_lost.labels(backend).inc(lost)
         self.uplink_concealed.labels(backend).inc(lost)  # libopus conceals each lost packet
         self.uplink_late.labels(backend).inc(counters.get("uplink_late_packets", 0))
-        self.underruns.labels(backend).inc(counters["playout_late_frames"])
+        self.underruns.labels(backend).inc(counters.get("playout_late_frames", 0))
 
     # -- admission and the event loop ------------------------------------------------------
 
@@ -139,8 +175,33 @@ class Metrics:
             self.loop_lag.observe(max(0.0, loop.time() - due))
 
 
-def _session_labels(session: Session, link: str | None) -> tuple[str, str, str]:
-    return session.backend.dialect, session.backend.model, link or ""
+class WorkerProcessCollector(Collector):
+    """CPU seconds and resident memory of each live worker process, from /proc (Linux)."""
+
+    def __init__(self, pids: Callable[[], dict[int, int]]) -> None:
+        self._pids = pids
+
+    def collect(self) -> Iterator[Metric]:
+        cpu = CounterMetricFamily(
+            f"{NS}_worker_cpu_seconds", "User and system CPU time of each worker", labels=["worker"]
+        )
+        rss = GaugeMetricFamily(
+            f"{NS}_worker_resident_memory_bytes",
+            "Resident memory of each worker",
+            labels=["worker"],
+        )
+        for index, pid in sorted(self._pids().items()):
+            try:
+                with open(f"/proc/{pid}/stat") as stat, open(f"/proc/{pid}/statm") as statm:
+                    # The command name may hold spaces: fields start after its parenthesis.
+                    fields = stat.read().rsplit(")", 1)[1].split()
+                    pages = int(statm.read().split()[1])
+            except (OSError, IndexError, ValueError):
+                continue  # gone between the listing and the read
+            cpu.add_metric([str(index)], (int(fields[11]) + int(fields[12])) / CLOCK_TICKS)
+            rss.add_metric([str(index)], pages * PAGE_BYTES)
+        yield cpu
+        yield rss
 
 
 @contextlib.asynccontextmanager

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import socket
 from types import FrameType
+from typing import Protocol
 
 import uvicorn
 from fastapi import FastAPI
@@ -30,6 +31,16 @@ SERVER_LIMITS: dict[str, object] = {
     "server_header": False,
     **UVICORN_OPTIONS,  # /v1/realtime: bounded messages, no permessage-deflate
 }
+
+
+class LiveSessions(Protocol):
+    """A SessionRegistry, or the WorkerPool whose workers hold the sessions (web/workers/)."""
+
+    def __len__(self) -> int: ...
+
+    async def wait_empty(self, timeout_s: float) -> bool: ...
+
+    async def close_all(self, reason: str) -> None: ...
 
 
 class RelayServer(uvicorn.Server):
@@ -62,26 +73,33 @@ class RelayServer(uvicorn.Server):
         return await super().on_tick(counter)
 
     async def _drain_sessions(self) -> None:
-        registry = self._registry()
         drain_s = getattr(self._app.state.settings, "drain_s", 0.0)
-        if registry is not None and len(registry):
-            logger.info("draining: %d conversations may go on for %.0f s", len(registry), drain_s)
-            await registry.wait_empty(drain_s)
+        holders = self._holders()
+        live = sum(len(holder) for holder in holders)
+        if live:
+            logger.info("draining: %d conversations may go on for %.0f s", live, drain_s)
+            deadline = asyncio.get_running_loop().time() + drain_s
+            for holder in holders:  # in this process and on its media workers
+                await holder.wait_empty(max(0.0, deadline - asyncio.get_running_loop().time()))
         self.should_exit = True
 
-    def _registry(self) -> SessionRegistry | None:
+    def _holders(self) -> list[LiveSessions]:
+        """Who holds this server's conversations: its registry, and its media workers."""
+        holders: list[LiveSessions] = []
         registry = getattr(self._app.state, "registry", None)
-        return registry if isinstance(registry, SessionRegistry) else None
+        if isinstance(registry, SessionRegistry):
+            holders.append(registry)
+        workers = getattr(self._app.state, "workers", None)
+        if workers is not None:
+            holders.append(workers)
+        return holders
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        registry = self._registry()
         if self.force_exit:
             logger.warning("second signal: ending every conversation now")
-        if registry is not None:
-            draining = self._app.state.draining
-            await registry.close_all(
-                EndReason.SERVER_DRAINING if draining else EndReason.SERVER_SHUTDOWN
-            )
+        draining = self._app.state.draining
+        reason = EndReason.SERVER_DRAINING if draining else EndReason.SERVER_SHUTDOWN
+        await asyncio.gather(*(holder.close_all(reason) for holder in self._holders()))
         if self._drain is not None:
             self._drain.cancel()
         await super().shutdown(sockets)

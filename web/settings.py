@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 from typing import Annotated, Literal
@@ -99,7 +100,14 @@ class Settings(BaseSettings):
     sessions_per_ip_per_minute: int = Field(10, ge=1)
     # redis:// or rediss:// (may hold a password): links and limits shared by every instance.
     redis_url: SecretStr | None = None
+    # With Redis: how long a link's concurrency place and a session's directory entry outlive
+    # the last renewal (each instance renews every third of it), and this instance's name.
+    lease_ttl_s: float = Field(15.0, ge=1.0, le=300.0)
+    instance_id: str | None = Field(None, pattern=r"^[A-Za-z0-9._:-]{1,64}$")
     max_sessions: int | None = Field(None, ge=1)  # default: resolved_max_sessions
+    # Media worker processes of `voice-relay serve` (docs/architecture.md, "Every core"):
+    # default one per core this process may run on; 1 serves everything in this process.
+    workers: int | None = Field(None, ge=1, le=256)
     # What the relay presents to this process's own /v1/realtime: its sessions are counted
     # already, so the endpoint must know them from outside clients. Never leaves the process.
     _relay_credential: str = PrivateAttr(default_factory=lambda: secrets.token_urlsafe(32))
@@ -159,6 +167,17 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _check_shared_secret(self) -> Settings:
+        # A key generated into each instance's data directory would make every instance refuse
+        # the private-link tokens the others (and the CLI) sign.
+        if self.redis_url is not None and len(secret_value(self.secret_key) or "") < 16:
+            raise ValueError(
+                "VOICE_RELAY_REDIS_URL needs VOICE_RELAY_SECRET_KEY (at least 16 characters, the "
+                "same on every instance and for the CLI), e.g. from `openssl rand -hex 32`"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _check_turn(self) -> Settings:
         if bool(self.turn_urls) != (self.turn_secret is not None):
             raise ValueError("VOICE_RELAY_TURN_URLS and VOICE_RELAY_TURN_SECRET go together")
@@ -208,6 +227,11 @@ class Settings(BaseSettings):
         if embedded and self.resolved_model == "assistant":
             return DEFAULT_MAX_EMBEDDED_ASSISTANT_SESSIONS
         return DEFAULT_MAX_SESSIONS
+
+    @property
+    def resolved_workers(self) -> int:
+        """The configured workers, else one per core this process may run on."""
+        return self.workers or len(os.sched_getaffinity(0)) or 1
 
     def api_key(self) -> SecretStr | None:
         return self.key_for(self.resolved_backend)

@@ -92,6 +92,7 @@ class RedisLinkStore:
 class SharedState:
     links: LinkStore
     rate_storage: MovingWindowSupport | None  # None: SessionLimiter's in-memory default
+    redis: Redis | None = None  # the client, for what else instances share (web/cluster)
 
 
 @asynccontextmanager
@@ -104,6 +105,6 @@ async def shared_state(settings: Settings) -> AsyncIterator[SharedState]:
     client = redis_client(url)
     try:
         storage = redis_rate_storage(url, client)
-        yield SharedState(RedisLinkStore(client), storage)
+        yield SharedState(RedisLinkStore(client), storage, client)
     finally:
         await client.aclose()

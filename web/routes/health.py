@@ -10,8 +10,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from ..deps import RegistryDep, SettingsDep
+from ..deps import SettingsDep
 from ..errors import error_response
+from ..workers import pool_of, relay_sessions
 from .realtime import guard_of
 
 router = APIRouter(tags=["health"])
@@ -26,10 +27,15 @@ async def healthz() -> JSONResponse:
 
 
 @router.get("/readyz")
-async def readyz(request: Request, registry: RegistryDep, settings: SettingsDep) -> JSONResponse:
+async def readyz(request: Request, settings: SettingsDep) -> JSONResponse:
     if getattr(request.app.state, "draining", False):
         return error_response(503, "draining", "this server is shutting down", NO_STORE)
-    live = len(registry) + guard_of(request.app.state).outside
+    live = relay_sessions(request.app.state) + guard_of(request.app.state).outside
     if live >= settings.resolved_max_sessions:
         return error_response(503, "at_capacity", "this server is running its most calls", NO_STORE)
+    workers = pool_of(request.app.state)
+    if workers is not None and not workers.live():
+        return error_response(
+            503, "at_capacity", "this server's media workers are restarting", NO_STORE
+        )
     return JSONResponse({"status": "ready"}, headers=NO_STORE)

@@ -12,6 +12,7 @@ from localmodel.server import serve_realtime
 
 from ..errors import error_response
 from ..realtime_guard import APPEND_LIMIT, RealtimeGuard, RealtimeRefused
+from ..workers import relay_sessions
 
 router = APIRouter(tags=["realtime"])
 
@@ -42,7 +43,7 @@ def guard_of(state: State) -> RealtimeGuard:
     """The app's guard, made on first use (the relay's registry exists by then, if any)."""
     guard = getattr(state, "realtime_guard", None)
     if guard is None:
-        guard = RealtimeGuard(state.settings, lambda: len(getattr(state, "registry", ())))
+        guard = RealtimeGuard(state.settings, lambda: relay_sessions(state))
         state.realtime_guard = guard
     assert isinstance(guard, RealtimeGuard)
     return guard

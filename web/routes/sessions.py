@@ -12,10 +12,12 @@ from relay.errors import AtCapacity
 
 from ..admission import admit, refuse_while_draining
 from ..backend import backend_config, session_options
+from ..cluster import cluster_of
 from ..deps import LimiterDep, LinksDep, RegistryDep, SettingsDep, SignerDep
 from ..errors import ApiError
 from ..links.redis_store import RedisError
 from ..metrics import Metrics
+from ..workers import pool_of
 from .realtime import guard_of
 
 router = APIRouter(prefix="/api/sessions", tags=["sessions"])
@@ -100,16 +102,24 @@ async def create_session(
     except ApiError as refusal:
         metrics.refused(refusal.code)
         raise
+    # Outside clients of /v1/realtime share the maximum with the relay's sessions.
+    max_sessions = settings.resolved_max_sessions - guard_of(request.app.state).outside
+    workers = pool_of(request.app.state)
     try:
-        session, answer = await registry.create(
-            offer,
-            backend_config(settings, link),
-            # Outside clients of /v1/realtime share the maximum with the relay's sessions.
-            max_sessions=settings.resolved_max_sessions - guard_of(request.app.state).outside,
-            options=session_options(settings, link, registry.options.media),
-            on_closed=lambda _: lease.release(),
-            link=link.slug if link is not None else None,
-        )
+        if workers is not None:  # placed on the least-loaded media worker (web/workers/)
+            session_id, answer = await workers.create(
+                offer, link, max_sessions=max_sessions, on_closed=lease.release
+            )
+        else:
+            session, answer = await registry.create(
+                offer,
+                backend_config(settings, link),
+                max_sessions=max_sessions,
+                options=session_options(settings, link, registry.options.media),
+                on_closed=lambda _: lease.release(),
+                link=link.slug if link is not None else None,
+            )
+            session_id = session.id
     except AtCapacity:
         metrics.refused("at_capacity")
         # A full server does not use up the caller's rate or the link's quota; a lost Redis
@@ -120,21 +130,21 @@ async def create_session(
     except BaseException:
         lease.release()
         raise
-    location = f"/api/sessions/{session.id}"
+    location = f"/api/sessions/{session_id}"
     if content_type == SDP_TYPE:
         return Response(
             answer.sdp,
             status_code=201,
             media_type=SDP_TYPE,
-            headers={"Location": location, "X-Session-Id": session.id},
+            headers={"Location": location, "X-Session-Id": session_id},
         )
-    out = AnswerOut(session_id=session.id, sdp=answer.sdp, type=answer.type)
+    out = AnswerOut(session_id=session_id, sdp=answer.sdp, type=answer.type)
     return Response(
         out.model_dump_json(), status_code=201, media_type=JSON_TYPE, headers={"Location": location}
     )
 
 
 @router.delete("/{session_id}", status_code=204)
-async def delete_session(session_id: str, registry: RegistryDep) -> Response:
-    await registry.close(session_id, "hangup")
+async def delete_session(session_id: str, request: Request) -> Response:
+    await cluster_of(request).hang_up(session_id)  # on whichever instance runs it
     return Response(status_code=204)
