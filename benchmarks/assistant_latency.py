@@ -1,14 +1,20 @@
 """Latency, CPU and memory of the local `assistant` model, at the realtime-protocol level.
 
 A child process serves `serve_realtime` with websockets on 127.0.0.1 (models preloaded); this
-process runs N sessions against it at once. Each session streams piper-spoken questions in
-real time (20 ms appends, a live microphone: silence between turns, while the answer "plays"
-and the user thinks) and times each turn from the end of the question's speech to the first
-response.audio.delta.
+process runs N sessions against it at once. Each session streams spoken questions in real time
+(20 ms appends, a live microphone: silence between turns, while the answer "plays" and the
+user thinks) and times each turn from the end of the question's speech to the first
+response.audio.delta. The questions are six everyday turns (piper); `--mandarin`
+adds a level of Mandarin questions spoken by the Kokoro Mandarin voice.
 
-    python -m benchmarks.assistant_latency [--sessions 1,2,4,6,8] [--turns 3] [--out FILE]
+    python -m benchmarks.assistant_latency [--sessions 1,2,4] [--turns 6] [--mandarin] [--out F]
 
-CPU and RSS are the server's process tree (the server and its recognizer processes).
+Per level: end of speech -> first audio p50/p90/max, and the breakdown (medians): hangover
+(end of speech -> speech_stopped), recognition (speech_stopped -> transcript), the server's
+own account of each response (TurnTiming from its debug log: transcript and rules, the
+model's first token, its first clause, the first audio) and the prompt tokens the model had
+to evaluate. CPU and RSS are the server's process tree; `cpu_pressure_pct` says how much other
+work on the machine competed.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import random
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -36,11 +43,14 @@ from protocol.audio import BYTES_PER_MS, FRAME_MS, PCM_RATE_HZ
 
 CHUNK_MS = FRAME_MS
 QUESTIONS = {
-    "what time is it": "time",
-    "what is two plus three": "arithmetic",
-    "what is the date today": "date",
-    "what is ten minus four": "arithmetic",
+    "Hello, who are you?": "llm",
+    "What can you do for me?": "llm",
+    "Tell me a joke.": "llm",
+    "I am feeling a little tired today.": "llm",
+    "What is seven times eight?": "arithmetic",
+    "Thank you, goodbye.": "llm",
 }
+MANDARIN = {"你好，你是谁？": "llm", "给我讲个笑话吧。": "llm", "三加五等于几？": "arithmetic"}
 NOT_UNDERSTOOD = ("didn't understand", "didn't catch")
 # Sessions start at random within this time and think 0.5-2 s before each question: people
 # do not take turns in lockstep.
@@ -50,9 +60,11 @@ START_SPREAD_S = 5.0
 # -- the server process ------------------------------------------------------------------------
 
 
-def serve(model: str, log_level: str) -> None:
+def serve(model: str, log_level: str, timings: Path | None) -> None:
     """The child: preload, serve on a free port of 127.0.0.1, print it, run until stdin ends."""
     logging.basicConfig(level=log_level.upper(), format="%(relativeCreated)d %(name)s %(message)s")
+    if timings is not None:
+        record_turn_timings(timings)
     from websockets.asyncio.server import ServerConnection
     from websockets.asyncio.server import serve as ws_serve
 
@@ -71,6 +83,63 @@ def serve(model: str, log_level: str) -> None:
             await asyncio.to_thread(sys.stdin.read)
 
     asyncio.run(main())
+
+
+def record_turn_timings(path: Path) -> None:
+    """Appends each response's TurnTiming (the assistant's debug record) to `path` as JSON."""
+    out = path.open("a", buffering=1)
+
+    class Timings(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            timing = getattr(record, "turn_timing", None)
+            if timing is not None:
+                out.write(json.dumps(dataclasses.asdict(timing)) + "\n")
+
+    source = logging.getLogger("localmodel.assistant")
+    source.setLevel(logging.DEBUG)
+    source.addHandler(Timings())
+    source.propagate = False  # its debug lines stay out of the server's log...
+    warnings = logging.StreamHandler()
+    warnings.setLevel(logging.getLogger().getEffectiveLevel())
+    source.addHandler(warnings)  # ...its warnings do not
+
+
+def server_breakdown(lines: list[str]) -> dict[str, Any]:
+    """Medians (ms) of the server's TurnTimings of one level."""
+    timings = [json.loads(line) for line in lines if line.strip()]
+    model = [t for t in timings if t.get("generation")]
+
+    def ms(values: list[float | None]) -> float | None:
+        present = [v for v in values if v is not None]
+        return round(1000 * statistics.median(present)) if present else None
+
+    return {
+        "responses": len(timings),
+        "by_model": len(model),
+        "speculation_hits": sum(bool(t.get("speculated")) for t in model),
+        "server_rules_ms": ms([t["rules_s"] for t in timings]),
+        "server_first_token_ms": ms(
+            [t["rules_s"] + (t["generation"]["first_token_s"] or 0) for t in model]
+        ),
+        "server_first_clause_ms": ms([t["first_clause_s"] for t in model]),
+        "server_first_audio_ms": ms([t["first_audio_s"] for t in timings]),
+        "server_first_audio_ms_model": ms([t["first_audio_s"] for t in model]),
+        "model_wait_ms": ms([t["generation"]["waited_s"] for t in model]),
+        "model_evaluated_tokens": round(
+            statistics.median(t["generation"]["evaluated_tokens"] for t in model)
+        )
+        if model
+        else None,
+        "model_tokens_per_s": round(
+            statistics.median(
+                g["tokens"] / max(g["total_s"] - (g["first_token_s"] or 0), 1e-3)
+                for g in (t["generation"] for t in model)
+            ),
+            1,
+        )
+        if model
+        else None,
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,6 +194,25 @@ def speech(texts: list[str]) -> dict[str, tuple[bytes, int]]:
     return {text: _speak(voice, text) for text in texts}
 
 
+def mandarin_speech(texts: list[str]) -> dict[str, tuple[bytes, int]]:
+    """Kokoro's Mandarin voice (localmodel.kokoro) for each text, and where its voice ends."""
+    from localmodel.kokoro import KokoroSynthesizer
+
+    synthesizer = KokoroSynthesizer()
+    spoken = {}
+    for text in texts:
+        pcm = b"".join(synthesizer.synthesize(text))
+        spoken[text] = (pcm, _voice_end_ms(pcm))
+    return spoken
+
+
+def _voice_end_ms(pcm: bytes) -> int:
+    samples = np.frombuffer(pcm, "<i2").astype(np.float64) / 32768
+    windows = samples[: len(samples) // 240 * 240].reshape(-1, 240)
+    loud = np.flatnonzero(np.sqrt((windows**2).mean(axis=1)) > 10 ** (-45 / 20))
+    return int(loud[-1] + 1) * 10
+
+
 def _speak(voice: Any, text: str) -> tuple[bytes, int]:
     from piper import SynthesisConfig
 
@@ -133,10 +221,7 @@ def _speak(voice: Any, text: str) -> tuple[bytes, int]:
     chunks = list(voice.synthesize(text, syn_config=SynthesisConfig(noise_scale=0.0)))
     pcm = b"".join(chunk.audio_int16_bytes for chunk in chunks)
     out = resample_pcm(pcm, chunks[0].sample_rate, PCM_RATE_HZ)
-    samples = np.frombuffer(out, "<i2").astype(np.float64) / 32768
-    windows = samples[: len(samples) // 240 * 240].reshape(-1, 240)
-    loud = np.flatnonzero(np.sqrt((windows**2).mean(axis=1)) > 10 ** (-45 / 20))
-    return out, int(loud[-1] + 1) * 10
+    return out, _voice_end_ms(out)
 
 
 @dataclasses.dataclass
@@ -233,8 +318,14 @@ async def run_session(
 
 
 async def run_level(
-    url: str, sessions: int, turns: int, phrases: dict[str, tuple[bytes, int]], server_pid: int
+    url: str,
+    sessions: int,
+    turns: int,
+    phrases: dict[str, tuple[bytes, int]],
+    server_pid: int,
+    timings: Path,
 ) -> dict[str, Any]:
+    timings_from = _size(timings)
     rng = random.Random(sessions)
     names = list(phrases)
     plans = [
@@ -280,8 +371,8 @@ async def run_level(
         if latencies
         else None,
         "latency_ms_max": round(latencies[-1]) if latencies else None,
-        "vad_ms_median": median([t.vad_ms for t in all_turns]),
-        "asr_ms_median": median([t.asr_ms for t in all_turns]),
+        "hangover_ms_median": median([t.vad_ms for t in all_turns]),
+        "recognition_ms_median": median([t.asr_ms for t in all_turns]),
         "reply_ms_median": median([t.reply_ms for t in all_turns]),
         "understood": sum(not any(n in t.answer for n in NOT_UNDERSTOOD) for t in all_turns),
         "server_cpu_pct": round(100 * (after.cpu_s - before.cpu_s) / wall, 1),
@@ -296,8 +387,21 @@ async def run_level(
         "cpu_pressure_pct": round(100 * waiting / wall, 1),
         # How late this client sent audio (its own overload would show up as latency).
         "client_lag_ms_max": round(max(lag_ms)),
+        **server_breakdown(_read_from(timings, timings_from)),
         "examples": [(t.transcript, t.answer) for t in results[0]],
     }
+
+
+def _size(path: Path) -> int:
+    return os.path.getsize(path) if os.path.exists(path) else 0
+
+
+def _read_from(path: Path, offset: int) -> list[str]:
+    if not path.exists():
+        return []
+    with path.open() as file:
+        file.seek(offset)
+        return file.read().splitlines()
 
 
 def cpu_waiting_s() -> float:
@@ -328,10 +432,16 @@ async def bench(
         "levels": [],
     }
     for sessions in args.sessions:
-        level = await run_level(url, sessions, args.turns, phrases, server_pid)
+        level = await run_level(url, sessions, args.turns, phrases, server_pid, args.timings)
         report["levels"].append(level)
         summary = {k: v for k, v in level.items() if k != "examples"}
         print(json.dumps(summary), flush=True)  # noqa: T201
+    if args.mandarin:
+        spoken = mandarin_speech(list(MANDARIN))
+        level = await run_level(url, 1, len(spoken), spoken, server_pid, args.timings)
+        level["language"] = "zh"
+        report["levels"].append(level)
+        print(json.dumps({k: v for k, v in level.items() if k != "examples"}), flush=True)  # noqa: T201
     report["machine_after"] = machine()
     return report
 
@@ -341,21 +451,27 @@ def main() -> None:
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model", default="assistant")
     parser.add_argument(
-        "--sessions", type=lambda s: [int(n) for n in s.split(",")], default=[1, 2, 4, 6, 8]
+        "--sessions", type=lambda s: [int(n) for n in s.split(",")], default=[1, 2, 4]
     )
-    parser.add_argument("--turns", type=int, default=3, help="questions per session")
+    parser.add_argument("--turns", type=int, default=len(QUESTIONS), help="questions per session")
+    parser.add_argument("--mandarin", action="store_true", help="and a level of Mandarin turns")
+    parser.add_argument("--timings", type=Path, help=argparse.SUPPRESS)  # the server's record
     parser.add_argument("--out", type=Path, help="write the JSON report here")
     parser.add_argument("--log-level", default="warning", help="the server's, on stderr")
     args = parser.parse_args()
     if args.serve:
-        serve(args.model, args.log_level)
+        serve(args.model, args.log_level, args.timings)
         return
     phrases = speech(list(QUESTIONS))
     started = time.monotonic()
+    records = tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False)  # noqa: SIM115
+    records.close()
+    args.timings = Path(records.name)
     server = subprocess.Popen(
         [
             *(sys.executable, "-m", "benchmarks.assistant_latency", "--serve"),
             *("--model", args.model, "--log-level", args.log_level),
+            *("--timings", records.name),
         ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -377,6 +493,7 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+        args.timings.unlink(missing_ok=True)
     text = json.dumps(report, indent=2)
     if args.out:
         args.out.write_text(text)

@@ -3,9 +3,12 @@
 `loopback` measures what the relay adds to a bare aiortc echo (the floor): the backend answers
 every append at once, so any latency or CPU above the floor is the relay's own. `assistant`
 talks to the offline assistant model through the relay: peers ask spoken questions (the
-`speech` probe, benchmarks/speech_probe.py) and the latency is voice to voice, from the end of
-a question to the first reply audio heard; CPU per session gives the relay's sessions per core
-in a real conversation (mostly silence on its playout).
+`speech` probe, benchmarks/speech_probe.py: six everyday turns from
+benchmarks.assistant_latency.QUESTIONS, most answered by the language model) and the latency
+is voice to voice, from the end of a question to the first reply audio heard; CPU per session
+gives the relay's sessions per core in a real conversation (mostly silence on its playout).
+The breakdown behind it (hangover, recognition, the model's first token, first audio) is
+measured at the protocol level by benchmarks/assistant_latency.py.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ class Target:
     server: str  # "echo": benchmarks.echo_server; "relay": voice-relay serve (+ backend process)
     variant: str = ""  # relay: optimizations undone (benchmarks.variants); echo: "stock" level
     tree: str = ""  # relay: run the `voice-relay serve` of another checkout (before/after)
+    workers: int = 1  # relay: VOICE_RELAY_WORKERS; above 1 the server is not pinned to a core
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,10 @@ RELAY_VARIANTS = (
 
 FLOOR = Target("floor", "echo")
 RELAY = Target("relay", "relay")
+# One core's relay (front and sessions in one process, pinned) against a front with two media
+# workers on both cores (docs/performance.md, "Every core").
+RELAY_1W = Target("relay-1w", "relay")
+RELAY_2W = Target("relay-2w", "relay", workers=2)
 
 SCENARIOS: dict[str, Scenario] = {
     "loopback": Scenario(
@@ -55,6 +63,14 @@ SCENARIOS: dict[str, Scenario] = {
         quick_sessions=(1, 3),
         baseline="floor",
     ),
+    "workers": Scenario(
+        name="workers",
+        backend_model="loopback",
+        targets=(RELAY_1W, RELAY_2W),
+        probe="markers",
+        sessions=(10, 20, 30, 40),
+        quick_sessions=(1, 4),
+    ),
     "assistant": Scenario(
         name="assistant",
         backend_model="assistant",
@@ -62,6 +78,6 @@ SCENARIOS: dict[str, Scenario] = {
         probe="speech",
         sessions=(1, 2, 4),
         quick_sessions=(1,),
-        hold_s=40.0,  # ~5 s per turn: question, reply, a pause
+        hold_s=60.0,  # ~7 s per turn: question, a model's reply of a few sentences, a pause
     ),
 }

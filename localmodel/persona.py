@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .llm import Message
+
 STYLES = ("brief", "formal", "cheerful")
 _TONE_WORDS = {
     "brief": ("brief", "concise", "short", "terse", "succinct", "简短", "简洁"),
@@ -81,3 +83,91 @@ def _find_language(text: str) -> str:
     letters = [c for c in text if c.isalpha()]
     cjk = sum(1 for c in letters if CJK.match(c))
     return "zh" if letters and cjk / len(letters) > 0.3 else "en"
+
+
+MAX_INSTRUCTIONS_CHARS = 1200  # of the session instructions the language model sees
+_STYLE_EN = {
+    "brief": "Keep every answer to one short sentence.",
+    "formal": "Speak formally and politely.",
+    "cheerful": "Be warm and cheerful.",
+}
+_STYLE_ZH = {
+    "brief": "每次只说一句话。",
+    "formal": "说话正式、礼貌。",
+    "cheerful": "语气热情、开朗。",
+}
+_RULES_EN = (
+    "{who} You run offline on this computer and talk with people by voice. Answer in one or "
+    "two short sentences of plain spoken English, at most 25 words. Never use lists, "
+    "markdown, emoji or code. You can chat, tell jokes and short stories, answer simple "
+    "questions, tell the time and the date, and do arithmetic. If you do not know something, "
+    "say so. When the user's message says how they sound, answer with care for how they feel."
+)
+_RULES_ZH = (
+    "{who}在这台电脑上离线运行，用语音和人交谈。请始终用简体中文回答，每次只说一两句简短、"
+    "口语化的话，不超过四十个字。不要使用列表、Markdown、表情符号或代码。你会聊天、讲笑话、"
+    "讲小故事、回答简单的问题、报时和做算术。不知道的事情就说不知道。如果用户的话里说明了"
+    "他的语气，请体贴地回应他的感受。"
+)
+# Example turns after the system message: a small model follows examples better than rules.
+# Kept in the KV cache with the system message, so they cost nothing per turn.
+_EXAMPLES_EN = (
+    ("Who are you?", "I'm {name}. I run right here on this computer, so just talk to me."),
+    ("Hi there!", "Hi! It's nice to hear from you. What's on your mind?"),
+    (
+        "(The user sounds tired: they speak quietly and slowly.) I just got home from work.",
+        "Welcome home. You sound worn out, so take it easy and rest a little.",
+    ),
+    ("I feel a bit sad today.", "I'm sorry to hear that. Do you want to talk about it?"),
+)
+_EXAMPLES_ZH = (
+    ("你是谁？", "我是{name}，就在这台电脑上运行，有什么想聊的尽管说。"),
+    ("你好！", "你好！很高兴和你聊天，有什么想说的吗？"),
+    (
+        "（用户听起来很累，说话又轻又慢。）我刚下班回家。",
+        "欢迎回家。你听起来很累，好好休息一下吧。",
+    ),
+    ("我今天有点难过。", "听到这个我很难过。想和我聊聊吗？"),
+)
+
+
+def persona_prompt(instructions: str | None, language: str | None = None) -> tuple[Message, ...]:
+    """The language model's fixed prompt start: how a voice assistant talks, the persona of
+    the session instructions, and a few example turns.
+
+    `language` overrides the persona's ("zh" when the user spoke Mandarin to an English
+    persona): the whole prompt is in the language of the answer, which keeps a small model
+    from switching languages.
+    """
+    persona = Persona.from_instructions(instructions)
+    own = (instructions or "").strip()[:MAX_INSTRUCTIONS_CHARS]
+    if (language or persona.language) == "zh":
+        who = (
+            f"你是{persona.name}，一个友好的语音助手，"
+            if persona.name
+            else "你是一个友好的语音助手，"
+        )
+        system = _RULES_ZH.format(who=who) + "".join(
+            _STYLE_ZH[s] for s in STYLES if s in persona.styles
+        )
+        system += f"\n\n角色设定：{own}" if own else ""
+        examples = _EXAMPLES_ZH
+        name = persona.name or "你的离线语音助手"
+    else:
+        who = (
+            f"You are {persona.name}, a friendly voice assistant."
+            if persona.name
+            else "You are a friendly voice assistant."
+        )
+        system = " ".join(
+            [_RULES_EN.format(who=who), *(_STYLE_EN[s] for s in STYLES if s in persona.styles)]
+        )
+        system += f"\n\nYour persona: {own}" if own else ""
+        examples = _EXAMPLES_EN
+        name = persona.name or "your offline voice assistant"
+    turns = [
+        Message(role, text.format(name=name))
+        for user, answer in examples
+        for role, text in (("user", user), ("assistant", answer))
+    ]
+    return (Message("system", system), *turns)

@@ -1,10 +1,11 @@
-"""Speech recognition in child processes: pocketsphinx would hold this process's GIL.
+"""Speech recognition in child processes: a Whisper pass takes 0.1-0.4 s of a core (and holds
+the GIL for its feature extraction), too much for the event loop's process.
 
-Each child serves many sessions' streams (one `SpeechRecognizer` each, so a speaker's cepstral
-mean survives between turns), with a decoder loaded per stream when it opens, and serves a
-stream whose utterance has ended before the others. A stream stays on the child it was opened
-on; new streams go to the child with the fewest. Children run `python -m localmodel.asr`, which
-loads pocketsphinx and soxr only (`localmodel` imports nothing at package level).
+Each child loads one Whisper model (~1.5 s) and serves many sessions' streams with it, a pass
+at a time, serving a stream whose user waits (a pause or the end of its turn) before the
+others. A stream stays on the child it was opened on; new streams go to the child with the
+fewest. Children run `python -m localmodel.asr`, which loads CTranslate2, faster-whisper's
+feature extractor and tokenizer, and soxr (`localmodel` imports nothing at package level).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .asr import (
     OP_LOAD,
     OP_OPEN,
     OP_PARTIAL,
+    OP_PAUSE,
     OP_START,
     REPLY,
     REPLY_OPS,
@@ -180,7 +182,7 @@ class RecognizerProcesses:
         self._closed = False
 
     def recognizer(self) -> RemoteRecognizer:
-        """A recognizer with its stream opened (its process loads a decoder for it now)."""
+        """A recognizer with its stream opened."""
         recognizer = RemoteRecognizer(self)
         recognizer.open()
         return recognizer
@@ -190,7 +192,7 @@ class RecognizerProcesses:
             return [process.pid for process in self._processes if process.alive]
 
     def preload(self) -> None:
-        """Start every process and load one decoder in each (in parallel)."""
+        """Start every process and load Whisper in each (in parallel)."""
         with self._lock:
             while len(self._processes) < self._size:
                 self._processes.append(self._spawn())
@@ -228,7 +230,7 @@ class RemoteRecognizer:
     """`SpeechRecognizer`'s interface, decoding in a recognizer process; one caller thread.
 
     If the process dies, the utterance in progress fails (RecognizerUnavailable) and the next
-    one starts on a live process (without the speaker's cepstral mean).
+    one starts on a live process.
     """
 
     def __init__(self, processes: RecognizerProcesses) -> None:
@@ -247,12 +249,12 @@ class RemoteRecognizer:
             self._process = process
         return process
 
-    def start(self) -> None:
+    def start(self, language: str | None = None) -> None:
         self._utterance = None
         for attempt in range(2):
             process = self.open()
             try:
-                process.send(OP_START, self._stream)
+                process.send(OP_START, self._stream, (language or "").encode())
             except RecognizerUnavailable:
                 if attempt:
                     raise
@@ -271,12 +273,12 @@ class RemoteRecognizer:
             return ""
         return self._utterance.ask(OP_PARTIAL, self._stream)
 
-    def request_partial(self) -> Future[str]:
+    def request_partial(self, urgent: bool = False) -> Future[str]:
         if self._utterance is None:
             done: Future[str] = Future()
             done.set_result("")
             return done
-        return self._utterance.send(OP_PARTIAL, self._stream)
+        return self._utterance.send(OP_PAUSE if urgent else OP_PARTIAL, self._stream)
 
     def finish(self) -> str:
         process, self._utterance = self._utterance, None

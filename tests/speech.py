@@ -1,7 +1,7 @@
 """Test audio, generated on the fly (never committed): the one place tests synthesize or shape it.
 
-Speech (espeak-ng, piper), tones, silence and noise as pcm16 24 kHz mono bytes; padding, gain and
-chunking; and WAV files for Chromium's fake microphone.
+Speech (espeak-ng, piper, flite; Mandarin from Kokoro), tones, silence and noise as pcm16 24 kHz
+mono bytes; padding, gain and chunking; and WAV files for Chromium's fake microphone.
 """
 
 from __future__ import annotations
@@ -34,12 +34,7 @@ def espeak_speech(
     path = tmp_path / f"espeak-{abs(hash((text, voice, words_per_minute)))}.wav"
     command = [espeak, "-v", voice, "-s", str(words_per_minute), "-w", str(path), text]
     subprocess.run(command, check=True, timeout=30, capture_output=True)
-    with wave.open(str(path)) as wav:
-        assert wav.getsampwidth() == 2 and wav.getnchannels() == 1
-        rate = wav.getframerate()
-        pcm = wav.readframes(wav.getnframes())
-    path.unlink()
-    return resample_pcm(pcm, rate, PCM_RATE_HZ)
+    return _taken_wav(path)
 
 
 @functools.cache
@@ -59,6 +54,43 @@ def piper_speech(text: str) -> bytes:
     spoken = list(_piper_voice().synthesize(text, syn_config=reproducible))
     pcm = b"".join(chunk.audio_int16_bytes for chunk in spoken)
     return resample_pcm(pcm, spoken[0].sample_rate, PCM_RATE_HZ)
+
+
+def flite_speech(text: str, tmp_path: Path, voice: str = "slt") -> bytes:
+    """`text` spoken by Debian's flite command (voices slt, rms, awb, kal...), via `tmp_path`."""
+    flite = shutil.which("flite")
+    assert flite, "flite is required for test speech (apt-get install flite)"
+    path = tmp_path / f"flite-{abs(hash((text, voice)))}.wav"
+    command = [flite, "-voice", voice, "-t", text, "-o", str(path)]
+    subprocess.run(command, check=True, timeout=30, capture_output=True)
+    return _taken_wav(path)
+
+
+def _taken_wav(path: Path) -> bytes:
+    """A synthesizer's mono pcm16 WAV file as pcm16 24 kHz; the file is removed."""
+    with wave.open(str(path)) as wav:
+        assert wav.getsampwidth() == 2 and wav.getnchannels() == 1
+        rate = wav.getframerate()
+        pcm = wav.readframes(wav.getnframes())
+    path.unlink()
+    return resample_pcm(pcm, rate, PCM_RATE_HZ)
+
+
+def mandarin_speech(text: str) -> bytes:
+    """`text` (simplified Chinese) in the assistant's Mandarin voice (localmodel/kokoro.py)."""
+    from localmodel.kokoro import KokoroSynthesizer  # only the offline assistant's tests need it
+
+    return b"".join(KokoroSynthesizer().synthesize(text))
+
+
+def pink_noise(ms: int, dbfs: float, seed: int = 0) -> bytes:
+    """Pink (1/f) noise at an RMS level of `dbfs`."""
+    count = _samples(ms)
+    spectrum = np.fft.rfft(np.random.default_rng(seed).normal(0.0, 1.0, count))
+    spectrum /= np.sqrt(np.maximum(np.arange(len(spectrum)), 1))
+    noise = np.fft.irfft(spectrum, count)
+    noise *= 32768 * 10 ** (dbfs / 20) / np.sqrt(np.mean(noise**2))
+    return np.clip(noise, -32768, 32767).astype("<i2").tobytes()
 
 
 def tone(ms: int, dbfs: float = -13.5, hz: float = 440.0) -> bytes:

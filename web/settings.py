@@ -30,10 +30,12 @@ from .links.model import EnergyThreshold, MaxOutputTokens, Temperature
 BackendName = Literal["local", "stepfun", "openai"]
 
 # Sessions one process serves before it answers 503 (docs/performance.md, "Capacity"): what one
-# relay process carries on one core with headroom, and fewer when the offline assistant model
-# runs in the same process (its speech recognition and synthesis cost far more than relaying).
+# relay process carries on one core with headroom, and far fewer when the offline assistant
+# model runs in the server: one conversation per two cores keeps its replies within 1.2 s
+# median and 2.5 s at worst (Whisper, the language model and the voice; a second conversation
+# on 2 cores took 2.1 s median, 5 s at worst: docs/offline-model.md, "Measured").
 DEFAULT_MAX_SESSIONS = 15
-DEFAULT_MAX_EMBEDDED_ASSISTANT_SESSIONS = 4
+DEFAULT_MAX_EMBEDDED_ASSISTANT_SESSIONS = max(1, (os.cpu_count() or 2) // 2)
 
 
 class IceServer(BaseModel):
