@@ -380,6 +380,11 @@ async def run_level(
             100 * (after.children_cpu_s - before.children_cpu_s) / wall, 1
         ),
         "cpu_s_per_conversation_s": round((after.cpu_s - before.cpu_s) / wall / sessions, 3),
+        # What one core could carry if CPU were the only limit; latency limits it sooner (the
+        # language model answers one turn at a time): compare latency across levels.
+        "conversations_per_core_by_cpu": round(
+            wall * sessions / max(after.cpu_s - before.cpu_s, 1e-9), 1
+        ),
         "rss_mb_idle": round(before.rss_mb),
         "rss_mb_peak": round(peak_rss),
         "wall_s": round(wall, 1),

@@ -55,8 +55,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def pinned(cmd: list[str], cpu: int | None) -> list[str]:
+def pinned(cmd: list[str], cpu: int | str | None) -> list[str]:
+    """`cmd` on core `cpu` (or a taskset list such as "0-1"); None: where this process runs."""
     return cmd if cpu is None else ["taskset", "-c", str(cpu), *cmd]
+
+
+def every_core() -> str:
+    return f"0-{(os.cpu_count() or 1) - 1}"
 
 
 def child_env(root: Path = ROOT, **extra: str) -> dict[str, str]:
@@ -141,8 +146,11 @@ async def start_fleet(
                 cmd = [python, "-m", "benchmarks.echo_server", "--port", str(port)]
                 if target.variant == "stock":
                     cmd.append("--stock-audio-level")
-            # Media workers spread over every core; one process stays on the server's core.
-            cpu = server_cpu if target.workers == 1 else None
+            # Media workers spread over every core (not only the clients' core this process
+            # runs on, which children would inherit); one process stays on the server's core.
+            cpu: int | str | None = server_cpu if target.workers == 1 else None
+            if cpu is None and server_cpu is not None:
+                cpu = every_core()
             process = await spawn(pinned(cmd, cpu), env, cwd=root)
             server = Server(target.name, target.server, process, f"http://{LOOPBACK}:{port}")
             fleet.servers[target.name] = server

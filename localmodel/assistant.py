@@ -59,7 +59,7 @@ _WARM_UP_TEXT = "Hello."
 MAX_HISTORY = 12
 HISTORY_STEP = 8
 MAX_ITEM_CHARS = 600  # of each of them, and of the user's turn
-# At the listener's pause (200 ms of silence), start the model's first clause for the words
+# At the listener's pause (PAUSE_MS of silence), start the model's first clause for the words
 # so far and rehearse its audio; the reply uses it if the turn ends with the same words. It
 # pays only when the pause's recognition pass is back before the turn ends (400 ms): in the
 # 2026-12 benchmark on a loaded machine it came 30-60 ms late in 15 of 16 turns (one hit); a
