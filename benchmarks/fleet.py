@@ -103,7 +103,7 @@ async def start_fleet(
     targets: tuple[Target, ...],
     backend_model: str,
     server_cpu: int | None,
-    backend_cpu: int | None,
+    backend_cpu: int | str | None,
     relay_env: dict[str, str],
     data_dir: Path,
 ) -> Fleet:

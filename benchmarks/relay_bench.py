@@ -36,6 +36,7 @@ from .fleet import (
     Fleet,
     Server,
     child_env,
+    every_core,
     pinned,
     spawn,
     start_fleet,
@@ -60,7 +61,7 @@ class Options:
     per_proc: int
     server_cpu: int | None
     client_cpu: int | None
-    backend_cpu: int | None
+    backend_cpu: int | str | None
     relay_env: dict[str, str]
     max_noise_pct: float
     retries: int
@@ -364,7 +365,8 @@ def parse_args(argv: list[str] | None) -> tuple[Options, bool]:
         per_proc=args.per_proc,
         server_cpu=args.server_cpu if pin else None,
         client_cpu=args.client_cpu if pin else None,
-        backend_cpu=args.backend_cpu if pin and args.backend_cpu >= 0 else None,
+        # -1: any core, not only the clients' core this process runs on (children inherit it).
+        backend_cpu=(args.backend_cpu if args.backend_cpu >= 0 else every_core()) if pin else None,
         relay_env=dict(kv.split("=", 1) for kv in args.relay_env),
         max_noise_pct=args.max_noise,
         retries=0 if args.quick else args.retries,
